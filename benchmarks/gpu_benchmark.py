@@ -1,0 +1,174 @@
+"""GPU throughput of TSN-R50 (16 frames) at the paper's six resolutions, fp32 and AMP, channels_last,
+batches that fill the GPU; plus one short distillation run (teacher, then a pixel_mse student) on
+generated demo data, with a no-KD student from the same teacher beside it. One script for one short call
+on a lent GPU machine:
+
+    .venv/bin/python benchmarks/gpu_benchmark.py [--quick] [--epochs 30]
+
+Prints a table and writes benchmarks/results/gpu.json (read by docs/results.md) with the device name.
+``--quick`` measures fewer rounds and a smaller demo, for checking the script itself; it refuses to
+run without CUDA (no CPU numbers are ever written to gpu.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from reskd_core.config import load_config, recipe_path
+from reskd_core.flops import flops_table
+from reskd_core.throughput import measure_throughput
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gpu.json"
+RESOLUTIONS = [224, 144, 112, 96, 72, 56]
+MODEL, FRAMES = "tsn_r50", 16
+# Videos per batch: about the same number of pixels per batch at every resolution (224 px: 32 videos of
+# 16 frames = 512 images), so every resolution keeps the GPU busy; inference only, well inside 80 GB.
+BASE_BATCH = 32
+
+
+def batch_sizes(base: int) -> dict[int, int]:
+    return {r: max(1, int(base * (224 / r) ** 2)) for r in RESOLUTIONS}
+
+
+def throughput(quick: bool) -> list[dict]:
+    rows = []
+    for amp in (False, True):
+        rows += measure_throughput(
+            MODEL,
+            FRAMES,
+            RESOLUTIONS,
+            device="cuda",
+            amp=amp,
+            channels_last=True,
+            batch_sizes=batch_sizes(BASE_BATCH // 4 if quick else BASE_BATCH),
+            warmup=2,
+            iters=2 if quick else 5,
+            rounds=2 if quick else 3,
+        )
+    return rows
+
+
+def distillation(quick: bool, root: Path, device: str = "cuda", epochs: int | None = None) -> dict:
+    """The demo recipe on the GPU: a tsn_tiny teacher at 112 px, then students at 56 px without KD and
+    with pixel_mse, from the same seed (same batches), on generated demo videos."""
+    from reskd_core.data.dataset import ClipDataset
+    from reskd_core.data.demo import make_demo_dataset
+    from reskd_core.data.extract import extract
+    from reskd_core.models import build_model
+    from reskd_core.train import fit
+
+    epochs = epochs or (3 if quick else 10)
+    cfg = load_config(
+        recipe_path("demo_cpu"),
+        [
+            f"extract.annotations={root}/data/annotations.txt",
+            f"extract.video_root={root}/data/videos",
+            f"extract.labels_file={root}/data/classes.txt",
+            f"data.shards={root}/shards",
+            "data.loader_workers=4",
+            f"resources.use_gpu={str(device == 'cuda').lower()}",
+            f"resources.amp={str(device == 'cuda').lower()}",
+            f"schedule.teacher_epochs={epochs}",
+            f"schedule.student_epochs={epochs}",
+        ],
+    )
+    make_demo_dataset(root / "data", classes=8, videos_per_class=6 if quick else 30, size=128, frames=16)
+    extract(cfg.extract, cfg.data.shards)
+    num_classes = json.loads((root / "shards" / "manifest.json").read_text())["num_classes"]
+    load = cfg.teacher.resolution
+
+    def loader(split: str, train: bool):
+        ds = ClipDataset(cfg.data.shards, split, cfg.data, load, train=train, seed=0)
+        return torch.utils.data.DataLoader(
+            ds,
+            batch_size=cfg.data.batch_size,
+            num_workers=cfg.data.loader_workers,
+            pin_memory=device == "cuda",
+        )
+
+    train, val = loader(cfg.data.train_split, True), loader(cfg.data.val_split, False)
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    out: dict = {"epochs": epochs, "teacher": cfg.teacher.name, "student": cfg.student.name}
+    teacher = build_model(cfg.teacher.name, num_classes=num_classes, num_frames=cfg.data.num_segments).to(dev)
+    start = time.perf_counter()
+    t = fit(cfg, "teacher", teacher, train, val, num_classes=num_classes, device=dev)
+    out["teacher_seconds"] = round(time.perf_counter() - start, 2)
+    out["teacher_val_top1"] = t.last_metrics.get("val_top1")
+    for method in ("none", "pixel_mse"):
+        scfg = cfg.model_copy(update={"kd": cfg.kd.model_copy(update={"method": method})})
+        torch.manual_seed(0)
+        student = build_model(scfg.student.name, num_classes=num_classes, num_frames=cfg.data.num_segments)
+        start = time.perf_counter()
+        kd_teacher = teacher if method != "none" else None
+        s = fit(
+            scfg,
+            "student",
+            student.to(dev),
+            train,
+            val,
+            num_classes=num_classes,
+            device=dev,
+            teacher=kd_teacher,
+        )
+        out[f"student_{method}_seconds"] = round(time.perf_counter() - start, 2)
+        out[f"student_{method}_val_top1"] = s.last_metrics.get("val_top1")
+    out["student_resolution"] = cfg.student.resolution
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller demo")
+    parser.add_argument("--epochs", type=int, default=None, help="distillation epochs (default 10, quick 3)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if not torch.cuda.is_available():
+        sys.exit("gpu_benchmark: torch sees no CUDA device; run it on a GPU machine (nothing written)")
+    torch.backends.cudnn.benchmark = True
+    start = time.perf_counter()
+    rows = throughput(args.quick)
+    gflops = {r.resolution: r.gflops for r in flops_table(MODEL, FRAMES, RESOLUTIONS)}
+    for r in rows:
+        r["gflops"] = gflops[r["resolution"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        kd = distillation(args.quick, Path(tmp), epochs=args.epochs)
+    result = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "model": MODEL,
+        "frames": FRAMES,
+        "throughput": rows,
+        "distillation": kd,
+        "command": "python benchmarks/gpu_benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nTSN-R50, {FRAMES} frames, channels_last, on {result['device']}")
+    print(f"{'resolution':>10} {'batch':>6} {'fp32 v/s':>9} {'AMP v/s':>9} {'GFLOPs':>7}")
+    by = {(r["resolution"], r["amp"]): r for r in rows}
+    for res in RESOLUTIONS:
+        fp32, amp = by[(res, False)], by[(res, True)]
+        print(
+            f"{res:>10} {fp32['batch_size']:>6} {fp32['videos_per_s']:>9.1f} {amp['videos_per_s']:>9.1f} "
+            f"{gflops[res]:>7.1f}"
+        )
+    print(f"distillation: {json.dumps(kd)}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+import json
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_flops_json_and_table():
+    out = runner.invoke(
+        app, ["flops", "--model", "tsn_r50", "--frames", "16", "--resolution", "224,112", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["resolution"] for r in rows] == [224, 112]
+    assert {"model", "frames", "resolution", "gflops"} <= set(rows[0])
+    assert 64 < rows[0]["gflops"] < 67  # 16 x ~4.1
+    table = runner.invoke(app, ["flops", "--model", "tsn_r50", "--frames", "16"])
+    assert table.exit_code == 0 and "56" in table.stdout
+
+
+def test_models_lists_names():
+    out = runner.invoke(app, ["models"])
+    assert out.exit_code == 0 and "tsm_r50" in out.stdout and "swin3d_s" in out.stdout
+
+
+def test_unknown_model_and_bad_resolution_exit_non_zero():
+    out = runner.invoke(app, ["flops", "--model", "nope"])
+    assert out.exit_code == 2 and "unknown model" in out.stdout
+    out = runner.invoke(app, ["flops", "--resolution", "224,abc"])
+    assert out.exit_code != 0
+
+
+def test_throughput_json_rows():
+    out = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "throughput",
+            "--model",
+            "tsn_tiny",
+            "--frames",
+            "2",
+            "--resolution",
+            "112,56",
+            "--iters",
+            "1",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [r["resolution"] for r in rows] == [112, 56]
+    assert all(r["videos_per_s"] > 0 and r["device"].startswith("cpu") for r in rows)
