@@ -219,6 +219,7 @@ class Stack:
         svc = self._services()[name]
         # A crashed leader can leave members behind (raylet without `ray start`): clear them first.
         procs.kill(None, lambda: procs.marked(self.stack_id, name))
+        self._wait_released(name, svc)
         busy = [p for p in svc.ports if not port_free(self.settings.host, p)]
         if busy:
             raise RuntimeError(
@@ -252,6 +253,20 @@ class Stack:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"stack service {name} not healthy within {timeout:.0f}s:\n{self._tail(name)}")
+
+    def _wait_released(self, name: str, svc, timeout: float = 120.0) -> None:
+        """Wait until the stack no longer counts the previous instance of ``name`` (after a kill)."""
+        deadline = time.monotonic() + timeout
+        if svc.released():
+            return
+        log.info("%s: waiting until the cluster lets go of the previous instance", name)
+        while not svc.released():
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"stack service {name}: the cluster still counts its previous instance as alive "
+                    f"after {timeout:.0f}s; not starting a second one on the same address"
+                )
+            time.sleep(0.5)
 
     def _ensure_bucket(self) -> None:
         s = self.settings

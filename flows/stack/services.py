@@ -192,23 +192,40 @@ def worker_name(stack_id: str) -> str:
     return f"reskd-local-{stack_id[:8]}"
 
 
+def ray_nodes(s: StackSettings) -> list | None:
+    """The GCS's node table (Ray's ``GcsNodeInfo`` records), or None when the GCS does not answer."""
+    if not tcp_ok(s.host, s.ray_port):
+        return None
+    try:
+        from ray._raylet import GcsClient  # Ray's own GCS client; imported here, it costs a second
+
+        return list(GcsClient(address=f"{s.host}:{s.ray_port}").get_all_node_info(timeout=3).values())
+    except Exception:  # noqa: BLE001 - GCS not ready (or gone): the callers treat it as unknown
+        return None
+
+
 def ray_node_alive(s: StackSettings, node_manager_port: int, since_ms: float = 0) -> bool:
     """The GCS lists an ALIVE node on ``node_manager_port`` started after ``since_ms`` (epoch ms).
 
     The start time tells a restarted node from the killed one the GCS still lists until it notices.
     """
-    if not (tcp_ok(s.host, s.ray_port) and tcp_ok(s.host, node_manager_port)):
-        return False
-    try:
-        from ray._raylet import GcsClient  # Ray's own GCS client; imported here, it costs a second
-
-        nodes = GcsClient(address=f"{s.host}:{s.ray_port}").get_all_node_info(timeout=3).values()
-    except Exception:  # noqa: BLE001 - GCS not ready yet: unhealthy, try again
+    if not tcp_ok(s.host, node_manager_port):
         return False
     return any(
         n.node_manager_port == node_manager_port and n.state == 0 and n.start_time_ms >= since_ms  # 0: ALIVE
-        for n in nodes
+        for n in ray_nodes(s) or []
     )
+
+
+def ray_node_released(s: StackSettings, node_manager_port: int) -> bool:
+    """No node the GCS still counts ALIVE sits on ``node_manager_port`` (or there is no GCS to ask).
+
+    A killed node stays ALIVE in the GCS until its health checks fail (about 15 s). A new node started on
+    the same address before that shares it with a ghost: calls meant for the dead node's actors reach the
+    new node's processes, which take the same ports, and Ray Train's restart can wait on them.
+    """
+    nodes = ray_nodes(s)
+    return nodes is None or not any(n.node_manager_port == node_manager_port and n.state == 0 for n in nodes)
 
 
 def ray_ports(s: StackSettings, node: int) -> dict[str, int]:
@@ -237,6 +254,8 @@ class Service:
     health: Callable[[], bool]
     ports: list[int]
     env: dict[str, str | None]  # None: remove the variable
+    # before a start: the rest of the stack has let go of the previous instance (a Ray node's record)
+    released: Callable[[], bool] = lambda: True
 
 
 def short_ray_temp(root: Path, stack_id: str) -> Path:
@@ -381,6 +400,7 @@ def services(
             lambda: ray_node_alive(s, ray_ports(s, 1)["node-manager"], since.get("ray-worker", 0)),
             list(ray_ports(s, 1).values()),
             ray_env,
+            released=lambda: ray_node_released(s, ray_ports(s, 1)["node-manager"]),
         ),
         "prefect-worker": Service(
             "prefect-worker",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections import Counter
@@ -77,6 +78,33 @@ def finish(proc: subprocess.Popen, run: Run, t0: float) -> None:
     run.seconds = time.monotonic() - t0
     out = run.log.read_text(errors="replace")
     assert rc == 0 and "Flow run finished successfully in 'Completed'" in out, out[-4000:]
+
+
+def running(proc: subprocess.Popen, run: Run) -> None:
+    """Fail at once, with the CLI's output, when the watched flow run ended before the drill's next step."""
+    if proc.poll() is not None:
+        out = run.log.read_text(errors="replace")
+        raise AssertionError(f"flow run {run.name} ended early (rc {proc.returncode}):\n{out[-4000:]}")
+
+
+def keep_logs(stack, dest: Path) -> str:
+    """Copy the stack's service logs and Ray's session logs to ``dest`` (the stack folder is purged at the
+    end) and return the tails that tell a hang or a crash apart."""
+    from flows.stack.services import short_ray_temp
+
+    shutil.copytree(stack.log_dir, dest / "services", dirs_exist_ok=True)
+    ray_logs = short_ray_temp(stack.root, stack.stack_id) / "session_latest" / "logs"
+    if ray_logs.is_dir():
+        shutil.copytree(ray_logs, dest / "ray", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
+    tails = []
+    for name in ("prefect-worker", "ray-worker", "ray-head"):
+        lines = (dest / "services" / f"{name}.log").read_text(errors="replace").splitlines()
+        tails.append(f"--- {name}.log (last 60 of {len(lines)} lines)\n" + "\n".join(lines[-60:]))
+    controllers = sorted((dest / "ray").glob("train/*controller*"), key=lambda f: f.stat().st_mtime)
+    for path in controllers[-2:]:
+        lines = path.read_text(errors="replace").splitlines()
+        tails.append(f"--- ray {path.name} (last 40 lines)\n" + "\n".join(lines[-40:]))
+    return f"logs kept in {dest}\n" + "\n".join(tails)
 
 
 def task_states(api: str, flow_run_id: str) -> dict[str, list[str]]:
@@ -224,6 +252,7 @@ def test_stack_end_to_end_with_faults(local_stack, stack_env, tmp_path):
         def teacher_checkpoint_registered():
             """Ray's controller names a checkpoint in its snapshot (an uploaded one may not be registered
             yet, and a restart goes on from the last registered one)."""
+            running(proc, faults)
             fs.invalidate_cache()
             try:
                 snaps = fs.glob(f"{teacher_dir}/*-teacher-*/checkpoint_manager_snapshot.json")
@@ -242,16 +271,17 @@ def test_stack_end_to_end_with_faults(local_stack, stack_env, tmp_path):
         time.sleep(3)
         stack.start("ray-worker")
 
-        wait_for(
-            "a student task running",
-            lambda: "Running" in task_states(api, faults.flow_run_id).get("student", []),
-            timeout=900,
-            every=1,
-        )
+        def student_running():
+            running(proc, faults)
+            return "Running" in task_states(api, faults.flow_run_id).get("student", [])
+
+        wait_for("a student task running", student_running, timeout=900, every=1)
         time.sleep(5)  # into the student's training: shard reads, checkpoint uploads, MLflow artifacts
         stack.restart("s3")
         faults.drills.append("s3 restarted (kill -9) during a student stage")
         finish(proc, faults, t0)
+    except Exception as e:
+        raise AssertionError(f"faulted run: {e}\n{keep_logs(stack, tmp_path / 'stack-logs')}") from e
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.stack import SERVICES, Stack, StackSettings, env_file_text, procs
-from flows.stack.services import port_free
+from flows.stack.services import port_free, ray_nodes, ray_ports
 from tests.fixtures.stack import test_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,6 +173,13 @@ def test_stack_up_use_restart_down(tmp_path, monkeypatch):
             assert not [p for p in worker_procs if procs.alive(p)]
             stack.start("ray-worker")
             assert stack.healthy("ray-worker") and stack.healthy("ray-head")
+            # the new node took the address only once the GCS had declared the killed one dead
+            port = ray_ports(settings, 1)["node-manager"]
+            on_port = [n for n in ray_nodes(settings) or [] if n.node_manager_port == port]
+            dead, alive = [n for n in on_port if n.state != 0], [n for n in on_port if n.state == 0]
+            seen = [(n.state, n.start_time_ms, n.end_time_ms) for n in on_port]
+            assert len(dead) == 1 and len(alive) == 1, seen
+            assert alive[0].start_time_ms >= dead[0].end_time_ms > 0
 
             # the CLI sees the same stack (from another process) and prints the env to source
             cli = subprocess.run(
