@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.ray_logging import HOOK
 from reskd_core.config import Config
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def ensure_ray(address: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) and k not in markers}
     ray.init(
         address=want,
-        runtime_env={"env_vars": env} if env else None,
+        runtime_env={"env_vars": env, "worker_process_setup_hook": HOOK},
         log_to_driver=True,
         include_dashboard=False if want == "local" else None,
         configure_logging=False,
