@@ -39,7 +39,7 @@ WIDTH = 1400
 PLOT = "accuracy_vs_gflops.png"
 # the compare page's parallel-coordinates axes (eval_resolution: the resolution the model was evaluated at)
 PLOT_PARAMS = ("reskd.role", "kd.method")
-PLOT_METRICS = ("eval_resolution", "eval_gflops", "eval_top1")
+PLOT_METRICS = ("eval_resolution", "eval_gflops", "test_top1")
 
 
 def free_port() -> int:

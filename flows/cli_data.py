@@ -8,16 +8,20 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from reskd_core.config import DemoConfig
+
+_DEMO = DemoConfig()  # the CLI's defaults are the config's, named once there
+
 
 def demo_data(
     out: Path = typer.Argument(..., help="folder for videos/, annotations.txt and classes.txt"),
-    classes: int = typer.Option(8, min=2, help="pattern x direction classes (2-16)"),
-    videos_per_class: int = typer.Option(30, min=1),
-    size: int = typer.Option(128, min=16, help="frame side in pixels (square)"),
-    frames: int = typer.Option(16, min=1, help="frames per video"),
-    seed: int = typer.Option(0),
+    classes: int = typer.Option(_DEMO.classes, min=2, help="letter classes (2-16)"),
+    videos_per_class: int = typer.Option(_DEMO.videos_per_class, min=1),
+    size: int = typer.Option(_DEMO.size, min=16, help="frame side in pixels (square)"),
+    frames: int = typer.Option(_DEMO.frames, min=1, help="frames per video"),
+    seed: int = typer.Option(_DEMO.seed),
 ) -> None:
-    """Generate the demo dataset: mp4 files whose classes need fine detail and motion."""
+    """Generate the demo dataset: mp4 files of letters moving among distractors (docs/data.md)."""
     from flows.cli import console, fail  # here, not at the top: flows.cli imports this module
     from reskd_core.data.demo import make_demo_dataset
 
@@ -47,6 +51,9 @@ def extract(
     split: str | None = typer.Option(None, help="split of a list without one, or the only split to keep"),
     val_fraction: float | None = typer.Option(
         None, help="mmaction/ssv2: hold out this share of each class as 'val'"
+    ),
+    test_fraction: float | None = typer.Option(
+        None, help="mmaction/ssv2: hold out this share of each class as 'test'"
     ),
     sample: str | None = typer.Option(None, help="all | every | fps | count"),
     every: int | None = typer.Option(None, help="keep every k-th frame (--sample every)"),
@@ -82,6 +89,7 @@ def extract(
         "labels_file": labels_file,
         "split": split,
         "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
         "sample": sample,
         "every": every,
         "fps": fps,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -30,13 +32,37 @@ def demo_root(cfg: Config) -> str:
     return str(Path(cfg.demo.root).resolve())
 
 
+STAMP = ".demo-generator"  # in the demo folder: which generator and settings made it
+
+
+def generator_digest(cfg: Config) -> str:
+    """Hash of the demo generator's source and the demo settings: a change regenerates the data."""
+    from reskd_core.data import demo
+
+    h = hashlib.sha256(Path(demo.__file__).read_bytes())
+    h.update(cfg.demo.model_dump_json().encode())
+    return h.hexdigest()[:16]
+
+
 def ensure_demo_dataset(cfg: Config) -> str:
-    """Generate the demo dataset unless its annotation list is already there; returns its folder."""
+    """The demo dataset in ``demo.root``, (re)generated unless the current generator and settings made
+    it; returns its folder. A folder holding other files is an error, not overwritten."""
     root = Path(demo_root(cfg))
-    if (root / "annotations.txt").exists():
+    digest = generator_digest(cfg)
+    stamp = root / STAMP
+    if stamp.exists() and stamp.read_text().strip() == digest and (root / "annotations.txt").exists():
         log.info("demo dataset already at %s", root)
         return str(root)
+    if root.exists() and any(root.iterdir()):
+        if not stamp.exists():
+            raise ValueError(
+                f"demo.root {root} holds files this version's demo generator did not make (an older "
+                "demo dataset?): remove them (make clean) or set another demo.root"
+            )
+        log.info("demo generator or settings changed: regenerating %s", root)
+        shutil.rmtree(root)
     generate_demo(cfg, root)
+    stamp.write_text(digest + "\n")
     return str(root)
 
 

@@ -21,7 +21,14 @@ from flows.caching import retry_on_transient, stage_key
 from flows.tracking import resolve_uri
 from reskd_core.config import Config, ExtractConfig, load_config, recipe_path, with_overrides
 from reskd_core.data import layout, storage
-from reskd_core.report import ResultRow, Summary, markdown_table, plot_accuracy_vs_gflops, summarize
+from reskd_core.report import (
+    ResultRow,
+    Summary,
+    markdown_table,
+    plot_accuracy_vs_gflops,
+    report_splits,
+    summarize,
+)
 
 STORAGE_RETRIES = dict(retries=3, retry_delay_seconds=[5, 20, 60], retry_condition_fn=retry_on_transient)
 
@@ -125,7 +132,8 @@ def student_stage(
 
 @task(name="evaluate", **STORAGE_RETRIES)
 def evaluate_stage(cfg: Config, trained: dict, role: str, shards_uri: str) -> ResultRow:
-    """Accuracy on the validation split (test protocol), GFLOPs per video and measured throughput."""
+    """Accuracy of the best-val checkpoint on the report split (test, else val), GFLOPs per video and
+    measured throughput."""
     return pipeline_tracking.evaluate_and_log(cfg, trained, role, shards_uri)
 
 
@@ -136,12 +144,12 @@ def summary_stage(
     """Results table + accuracy-vs-GFLOPs plot to MLflow and Prefect; register the selected student."""
     summary: Summary = summarize(rows, cfg.pipeline.max_accuracy_drop)
     metric = "mAP" if cfg.data.multi_label else "top-1"
-    table = markdown_table(summary, metric)
+    table = markdown_table(summary, metric, cfg.data.val_split)
     with tempfile.TemporaryDirectory() as tmp:
         plot = plot_accuracy_vs_gflops(
             rows,
             Path(tmp) / "accuracy_vs_gflops.png",
-            metric,
+            f"{report_splits(rows)} {metric}".strip(),
             title=f"{cfg.pipeline.dataset}: accuracy vs GFLOPs per video",
         )
         pipeline_tracking.log_summary(parent_run_id, cfg.tracking.uri, summary, table, plot)

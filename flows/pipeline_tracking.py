@@ -8,9 +8,9 @@ from pathlib import Path
 
 import mlflow
 
-from flows.tracking import client_for, experiment_id, log_params
+from flows.tracking import REPORT_SPLIT_TAG, client_for, experiment_id, log_params
 from reskd_core.config import Config, flatten
-from reskd_core.report import ResultRow, Summary
+from reskd_core.report import ResultRow, Summary, report_splits
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def log_summary(run_id: str | None, tracking_uri: str, summary: Summary, table: 
     if run_id is None:
         return
     client = client_for(tracking_uri)
+    if split := report_splits(summary.rows):
+        client.set_tag(run_id, REPORT_SPLIT_TAG, split)
     client.log_text(run_id, table, "summary.md")
     client.log_text(run_id, json.dumps(summary.as_dict(), indent=1), "summary.json")
     client.log_artifact(run_id, str(plot))
@@ -57,30 +59,42 @@ def log_summary(run_id: str | None, tracking_uri: str, summary: Summary, table: 
         client.log_metric(run_id, "selected_gflops", summary.selected.gflops)
 
 
-def log_evaluation(run_id: str | None, tracking_uri: str, row: ResultRow, metrics: dict[str, float]) -> None:
-    """Evaluation metrics of one model, into that model's own training run (prefix ``eval_``)."""
+def log_evaluation(
+    run_id: str | None, tracking_uri: str, row: ResultRow, metrics: dict[str, float], prefix: str
+) -> None:
+    """Evaluation metrics of one model, into that model's own training run at the checkpoint's epoch: the
+    results under ``prefix`` (which names the split: ``test_top1``, ...), what was evaluated under ``eval_``
+    (``eval_resolution``, ``eval_epoch``, ``eval_gflops``, ``eval_videos_per_s``), the split as a tag."""
     if run_id is None:
         return
-    client = client_for(tracking_uri)
-    for k, v in metrics.items():
-        if isinstance(v, (int, float)):
-            client.log_metric(run_id, f"eval_{k}", float(v))
-    client.log_metric(run_id, "eval_gflops", row.gflops)
+    described = {"resolution", "epoch"}  # properties of the checkpoint, not results on the split
+    values = {f"{prefix}{k}": v for k, v in metrics.items() if k not in described}
+    values |= {f"eval_{k}": metrics[k] for k in described & set(metrics)}
+    values["eval_gflops"] = row.gflops
     if row.videos_per_s:
-        client.log_metric(run_id, "eval_videos_per_s", row.videos_per_s)
+        values["eval_videos_per_s"] = row.videos_per_s
+    client = client_for(tracking_uri)
+    step = int(metrics.get("epoch", 0))
+    for k, v in values.items():
+        client.log_metric(run_id, k, float(v), step=step)
+    client.set_tag(run_id, REPORT_SPLIT_TAG, row.split)
 
 
 def evaluate_and_log(cfg: Config, trained: dict, role: str, shards_uri: str) -> ResultRow:
-    """Evaluate a trained model on the validation split (test protocol) and record it on its run.
+    """Evaluate a trained model's best checkpoint (its epoch chosen on ``data.val_split``) on the report
+    split (:func:`~reskd_core.evaluate.report_split`: ``data.test_split``, else the validation split) and
+    record it on its run.
 
     Accuracy is top-1 (single-label) or mAP (multi-label); GFLOPs per video are counted at the model's
     resolution; throughput is the one measured after training (measured here when missing).
     """
-    from reskd_core.evaluate import evaluate_checkpoint, scalar_metrics
+    from reskd_core.data.shards import read_manifest
+    from reskd_core.evaluate import evaluate_checkpoint, report_prefix, report_split, scalar_metrics
     from reskd_core.flops import flops_table
     from reskd_core.throughput import measure_throughput
 
-    metrics = evaluate_checkpoint(trained["best_checkpoint"], shards_uri, cfg.data.val_split, cfg)
+    split = report_split(cfg, read_manifest(shards_uri).get("splits", {}))
+    metrics = evaluate_checkpoint(trained["best_checkpoint"], shards_uri, split, cfg)
     model = cfg.teacher if role == "teacher" else cfg.student
     resolution = int(metrics.get("resolution") or model.resolution)
     frames = cfg.data.num_segments
@@ -108,6 +122,7 @@ def evaluate_and_log(cfg: Config, trained: dict, role: str, shards_uri: str) -> 
         run_id=trained.get("mlflow_run_id"),
         checkpoint=trained["best_checkpoint"],
         extra={"model_uri": trained.get("model_uri"), "metrics": scalar_metrics(metrics)},
+        split=split,
     )
-    log_evaluation(row.run_id, cfg.tracking.uri, row, scalar_metrics(metrics))
+    log_evaluation(row.run_id, cfg.tracking.uri, row, scalar_metrics(metrics), report_prefix(cfg, split))
     return row

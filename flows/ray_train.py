@@ -251,7 +251,7 @@ def train_on_ray(
 
     from flows import tracking
     from flows.ray_worker import train_worker
-    from reskd_core.train import total_epochs
+    from reskd_core.train import effective_kd_weight, total_epochs
 
     inputs = check_inputs(cfg, role, teacher_checkpoint, tags)
     cfg = inputs.cfg
@@ -266,6 +266,8 @@ def train_on_ray(
     }
     params = {"reskd.role": role}
     if role == "student":
+        # kd.weight is null when the method's default is used: record the lambda actually trained with
+        params["kd.weight_effective"] = str(effective_kd_weight(cfg.kd))
         params["reskd.teacher_checkpoint"] = inputs.teacher_checkpoint or "none"
         if inputs.teacher_run_id:
             run_tags["reskd.teacher_run_id"] = inputs.teacher_run_id
@@ -387,7 +389,8 @@ def _record_results(
     client.set_tag(run_id, "reskd.checkpoint", best_uri)
     client.set_tag(run_id, "reskd.model_uri", model_uri)
     step = int(best_state["epoch"])
-    tracking.log_metrics(cfg.tracking.uri, run_id, {f"best_{k}": v for k, v in metrics.items()}, step=step)
+    best_val = {f"best_val_{k}": v for k, v in metrics.items()} | {"best_epoch": step}
+    tracking.log_metrics(cfg.tracking.uri, run_id, best_val, step=step)
     return best_uri, latest_uri, latest_state, metrics, model_uri
 
 

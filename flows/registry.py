@@ -1,8 +1,10 @@
 """MLflow Model Registry: ``reskd-<dataset>`` with the aliases ``champion`` and ``challenger``.
 
 A new student becomes ``champion`` only if it beats the current champion on the same evaluation split
-(same dataset fingerprint and split); otherwise it is the ``challenger``. When the champion was measured
-on another split, it is re-evaluated on this one first, so the comparison is always like for like.
+(same dataset fingerprint and split); otherwise it is the ``challenger``. The split is the report split
+(:func:`reskd_core.evaluate.report_split`: the test split, else validation) the student's accuracy was
+measured on. When the champion was measured on another split, it is re-evaluated on this one first, so the
+comparison is always like for like.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def _champion(client: MlflowClient, name: str):
 def champion_accuracy(
     client: MlflowClient, version, eval_key: str, cfg: Config, shards_uri: str
 ) -> float | None:
-    """The champion's accuracy on ``eval_key``: its recorded tag, or a fresh evaluation of its checkpoint."""
+    """The champion's accuracy on ``eval_key`` (``fingerprint:split``): its recorded tag, or a fresh
+    evaluation of its checkpoint on that split."""
     tags = version.tags or {}
     if tags.get("reskd.eval_key") == eval_key and "reskd.accuracy" in tags:
         return float(tags["reskd.accuracy"])
@@ -43,8 +46,18 @@ def champion_accuracy(
         return None
     from reskd_core.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, shards_uri, cfg.data.val_split, cfg)
+    metrics = evaluate_checkpoint(checkpoint, shards_uri, eval_key.rsplit(":", 1)[1], cfg)
     return primary_accuracy(metrics, cfg)
+
+
+def eval_split(cfg: Config, row: ResultRow, shards_uri: str) -> str:
+    """The split ``row``'s accuracy is on: the one it records, else the report split of the shards."""
+    if row.split:
+        return row.split
+    from reskd_core.data.shards import read_manifest
+    from reskd_core.evaluate import report_split
+
+    return report_split(cfg, read_manifest(shards_uri).get("splits", {}))
 
 
 def primary_accuracy(metrics: dict, cfg: Config) -> float:
@@ -58,7 +71,7 @@ def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: 
 
     client = MlflowClient(tracking_uri=cfg.tracking.uri)
     name = model_name(cfg.pipeline.dataset)
-    eval_key = f"{fingerprint}:{cfg.data.val_split}"
+    eval_key = f"{fingerprint}:{eval_split(cfg, row, shards_uri)}"
     model_uri = row.extra.get("model_uri") or f"runs:/{row.run_id}/model"
     current = _champion(client, name)
     current_acc = champion_accuracy(client, current, eval_key, cfg, shards_uri) if current else None

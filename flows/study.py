@@ -5,17 +5,17 @@ The flow is named ``reskd`` like ``reskd/full``: the two are deployments ``full`
 flow name. Arms are tiny and many (about 20 per seed), so each is trained in this process by
 :func:`reskd_core.train.fit` inside a Prefect task (a Ray Train job costs 15-20 s of start-up per job).
 What can be shared is: one demo dataset and one extraction, the loaded batches of a seed (replayed to
-every arm of it, see :class:`reskd_core.study.EpochBatches`), the validation batches, and each teacher,
+every arm of it, see :class:`reskd_core.study.EpochBatches`), the val and test batches, and each teacher,
 trained once per seed and copied fresh into every arm that distils from it.
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
 import logging
+import math
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -40,6 +40,7 @@ from reskd_core.study import (
     ArmShape,
     EpochBatches,
     Record,
+    accuracy_metric,
     arm_config,
     build_arm_model,
     check_arms,
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_JSON = REPO_ROOT / "benchmarks" / "results" / "throughput_cpu.json"
 GPU_JSON = REPO_ROOT / "benchmarks" / "results" / "gpu.json"
-STAMP = ".study-generator"  # in the demo folder: which generator and settings made it
 ARM_KIND = "study-arm"
 STUDY_RECORD = "study.json"  # parent-run artifact: config, dataset info and page metadata
 
@@ -60,41 +60,17 @@ STUDY_RECORD = "study.json"  # parent-run artifact: config, dataset info and pag
 # ---------------------------------------------------------------- data
 
 
-def generator_digest(cfg: Config) -> str:
-    """Hash of the demo generator's source and the demo settings: a change regenerates the data."""
-    from reskd_core.data import demo
-
-    h = hashlib.sha256(Path(demo.__file__).read_bytes())
-    h.update(cfg.demo.model_dump_json().encode())
-    return h.hexdigest()[:16]
-
-
 @task(name="study-data", cache_policy=NO_CACHE)
 def study_data(cfg: Config) -> str:
     """The study's demo dataset in ``demo.root``, (re)generated unless the current generator made it."""
-    root = Path(cfg.demo.root).resolve()
-    digest = generator_digest(cfg)
-    stamp = root / STAMP
-    if stamp.exists() and stamp.read_text().strip() == digest and (root / "annotations.txt").exists():
-        return str(root)
-    if root.exists() and any(root.iterdir()):
-        if not stamp.exists():
-            raise ValueError(
-                f"demo.root {root} holds files the study did not generate: "
-                "remove them or set another demo.root"
-            )
-        get_run_logger().info("demo generator or settings changed: regenerating %s", root)
-        shutil.rmtree(root)
-    datasets.generate_demo(cfg, root)
-    stamp.write_text(digest + "\n")
-    return str(root)
+    return datasets.ensure_demo_dataset(cfg)
 
 
 # ---------------------------------------------------------------- MLflow
 
 
-def read_records(tracking_uri: str, parent_run_id: str) -> list[Record]:
-    """Every finished arm run of the study, as the page's tables use them."""
+def read_records(tracking_uri: str, parent_run_id: str, metric: str = ACCURACY) -> list[Record]:
+    """Every finished arm run of the study, as the page's tables use them (accuracy: ``metric``)."""
     client = client_for(tracking_uri)
     parent = client.get_run(parent_run_id)
     runs = client.search_runs(
@@ -109,12 +85,12 @@ def read_records(tracking_uri: str, parent_run_id: str) -> list[Record]:
         Record(
             arm=r.data.tags["reskd.study.arm"],
             seed=int(r.data.tags["reskd.seed"]),
-            accuracy=float(r.data.metrics[ACCURACY]),
+            accuracy=float(r.data.metrics[metric]),
             metrics=dict(r.data.metrics),
             params={k: v for k, v in r.data.params.items() if k.startswith("study.arm")},
         )
         for r in runs
-        if ACCURACY in r.data.metrics
+        if metric in r.data.metrics
     ]
 
 
@@ -129,17 +105,22 @@ def train_arm(
     shape: ArmShape,
     train_batches: EpochBatches,
     val_batches: list[dict],
+    test_batches: list[dict] | None,
+    split: str,
     teacher: Arm | None,
     teacher_state: dict | None,
     parent_run_id: str,
     load_resolution: int,
 ) -> dict:
-    """Train one arm at one seed as an MLflow child run; returns its final accuracy (and weights, for a
-    teacher). The run is closed FAILED with the reason when training fails."""
+    """Train one arm at one seed as an MLflow child run; returns its reported accuracy (and weights, for
+    a teacher). The epoch is chosen on ``val_batches``; that epoch's model is evaluated on
+    ``test_batches`` (split ``split``; None: the shards have no test split, and the best validation
+    score is reported). The run is closed FAILED with the reason when training fails."""
     import torch
 
-    from flows.tracking import log_metrics
-    from reskd_core.train import fit
+    from flows.tracking import REPORT_SPLIT_TAG, log_metrics
+    from reskd_core.evaluate import evaluate_model, report_prefix, scalar_metrics
+    from reskd_core.train import effective_kd_weight, fit, use_amp
 
     logger = _logger()
     acfg = arm_config(cfg, arm, seed, teacher)
@@ -156,11 +137,15 @@ def train_arm(
             "reskd.seed": str(seed),
             "reskd.role": arm.role,
             "reskd.study.teacher": arm.teacher or "",
+            REPORT_SPLIT_TAG: split,
         },
     )
     run_id = run.info.run_id
+    metric = accuracy_metric(cfg, split)
     try:
         arm_params = {f"study.arm.{k}": v for k, v in asdict(arm).items()}
+        if arm.role == "student":  # kd.weight is null for the method's default: the lambda in use
+            arm_params["kd.weight_effective"] = effective_kd_weight(acfg.kd)
         log_params(client, run_id, {**flatten(acfg), **arm_params, "study.load_resolution": load_resolution})
         device = torch.device("cuda" if cfg.resources.use_gpu and torch.cuda.is_available() else "cpu")
         model = build_arm_model(spec, num_classes, frames, seed).to(device)
@@ -169,6 +154,14 @@ def train_arm(
             teacher_net = build_arm_model(acfg.teacher, num_classes, frames)
             teacher_net.load_state_dict(teacher_state)  # a fresh copy: BN in train mode updates its stats
             teacher_net.to(device)
+        best: dict = {"score": -math.inf, "state": None}
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float], _dir: str | None) -> None:
+            log_metrics(cfg.tracking.uri, run_id, metrics, epoch)
+            # the same rule as fit's best epoch: the first of the highest val scores (-1: not evaluated)
+            if metrics["val_score"] >= 0 and metrics["val_score"] > best["score"]:
+                best.update(score=metrics["val_score"], state=copy.deepcopy(model.state_dict()))
+
         start = time.perf_counter()
         result = fit(
             acfg,
@@ -179,11 +172,12 @@ def train_arm(
             num_classes=num_classes,
             device=device,
             teacher=teacher_net,
-            on_epoch_end=lambda epoch, metrics, _dir: log_metrics(cfg.tracking.uri, run_id, metrics, epoch),
+            on_epoch_end=on_epoch_end,
         )
         seconds = time.perf_counter() - start
+        model.load_state_dict(best["state"])  # the reported model (and a teacher's distilled one)
         final = {
-            ACCURACY: result.last_metrics["val_top1"],
+            "final_val_top1": result.last_metrics["val_top1"],
             "best_val_top1": result.best_score,
             "best_epoch": result.best_epoch,
             "gflops": shape.gflops,
@@ -193,15 +187,35 @@ def train_arm(
             "epochs": result.epochs_done,
             "train_seconds": seconds,
         }
+        if test_batches is not None:
+            tested = evaluate_model(
+                model,
+                test_batches,
+                device=device,
+                resolution=spec.resolution,
+                multi_label=cfg.data.multi_label,
+                amp=use_amp(cfg.resources, device),
+                input_mode=spec.input,
+            )
+            final.update(scalar_metrics(tested, report_prefix(cfg, split)))
         log_metrics(cfg.tracking.uri, run_id, final, result.epochs_done)
         client.set_terminated(run_id, "FINISHED")
     except Exception as e:
         client.set_tag(run_id, "reskd.error", f"{type(e).__name__}: {e}"[:5000])
         client.set_terminated(run_id, "FAILED")
         raise
-    logger.info("%s seed %d: top-1 %.1f in %.0f s", arm.key, seed, final[ACCURACY], seconds)
-    out = {"run_id": run_id, "accuracy": final[ACCURACY], "seconds": seconds}
-    if arm.role == "teacher":
+    logger.info(
+        "%s seed %d: %s top-1 %.1f (epoch %s of %d) in %.0f s",
+        arm.key,
+        seed,
+        split,
+        final[metric],
+        result.best_epoch,
+        result.epochs_done,
+        seconds,
+    )
+    out = {"run_id": run_id, "accuracy": final[metric], "seconds": seconds}
+    if arm.role == "teacher":  # students distil from the teacher's reported (best-val) weights
         out["state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return out
 
@@ -239,7 +253,7 @@ def provenance(cfg: Config) -> list[str]:
             )
     except (OSError, subprocess.SubprocessError):
         pass
-    out.append(f"demo generator + settings digest `{generator_digest(cfg)}`.")
+    out.append(f"demo generator + settings digest `{datasets.generator_digest(cfg)}`.")
     return out
 
 
@@ -261,6 +275,7 @@ def render_study(
 ) -> dict:
     """Read the arm runs back from MLflow, write the page and its plots (``out`` and ``<out stem>/``),
     and log the same files to the parent run."""
+    from reskd_core.evaluate import report_split
     from reskd_core.flops import flops_table
     from reskd_core.study_plots import plot_study
     from reskd_core.study_report import (
@@ -270,7 +285,8 @@ def render_study(
         render_page,
     )
 
-    records = read_records(cfg.tracking.uri, parent_run_id)
+    split = report_split(cfg, info.get("splits", {}))
+    records = read_records(cfg.tracking.uri, parent_run_id, accuracy_metric(cfg, split))
     _, comparisons = study_plan(cfg)
     flops = {}
     for label, model, frames in EFFICIENCY_MODELS:
@@ -280,10 +296,12 @@ def render_study(
     with tempfile.TemporaryDirectory() as tmp:
         plot_dir = page_path.with_suffix("") if page_path else Path(tmp) / "results"
         plot_dir.mkdir(parents=True, exist_ok=True)
-        plots = plot_study(cfg, arms, records, plot_dir)
+        plots = plot_study(cfg, arms, records, plot_dir, split)
         page = PageInfo(
             plots={name: f"{plot_dir.name}/{p.name}" for name, p in plots.items()},
             dataset=info,
+            val_split=cfg.data.val_split,
+            report_split=split,
             **meta,
         )
         text = render_page(page, arms, comparisons, records, flops, _json(THROUGHPUT_JSON), _json(GPU_JSON))
@@ -364,9 +382,15 @@ def study(
         client.log_text(parent, "\n".join(a.key for a in arms), "arms.txt")
 
         from reskd_core.data.dataset import ClipDataset
+        from reskd_core.evaluate import report_split
 
         val = ClipDataset(cfg.data.shards, cfg.data.val_split, cfg.data, load_res, train=False)
         val_batches = loader_batches(val, cfg.data.batch_size)(0)
+        split = report_split(cfg, info["splits"])
+        test_batches = None  # no test split: the best validation score is what there is to report
+        if split != cfg.data.val_split:
+            test = ClipDataset(cfg.data.shards, split, cfg.data, load_res, train=False)
+            test_batches = loader_batches(test, cfg.data.batch_size)(0)
         by_key = {a.key: a for a in arms}
         for seed in seeds:
             train = ClipDataset(
@@ -388,6 +412,8 @@ def study(
                         shapes[arm.key],
                         batches,
                         val_batches,
+                        test_batches,
+                        split,
                         by_key.get(arm.teacher) if arm.teacher else None,
                         states.get(arm.teacher) if arm.teacher else None,
                         parent,

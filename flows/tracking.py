@@ -25,6 +25,7 @@ from reskd_core.config import Config, flatten
 log = logging.getLogger(__name__)
 
 RUN_NAME_TAG = "reskd.run_name"
+REPORT_SPLIT_TAG = "reskd.report_split"  # the split a run's reported accuracy is on (test, or val)
 CHECKPOINT_ARTIFACT = "checkpoint"  # the best checkpoint is logged as checkpoint/checkpoint.pt
 MODEL_ARTIFACT = "model"
 BATCH = 100  # MLflow's limit of params per log_batch call

@@ -40,6 +40,9 @@ class ExtractConfig(_Strict):
     val_fraction: float = Field(
         0.0, ge=0, lt=1, description="mmaction/ssv2: hold out this share of each class as split 'val'"
     )
+    test_fraction: float = Field(
+        0.0, ge=0, lt=1, description="mmaction/ssv2: hold out this share of each class as split 'test'"
+    )
     sample: Literal["all", "every", "fps", "count"] = "all"
     every: int = Field(1, ge=1, description="keep every k-th frame when sample='every'")
     fps: float = Field(4.0, gt=0, description="frames per second kept when sample='fps'")
@@ -52,13 +55,22 @@ class ExtractConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="per-video decode timeout")
     max_error_rate: float = Field(0.05, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _something_left_to_train(self) -> ExtractConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("extract.val_fraction + extract.test_fraction must be below 1")
+        return self
+
 
 class DataConfig(_Strict):
     """Reading shards into clips."""
 
     shards: str = "demo/shards"
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str = Field("val", description="the split that selects the best epoch")
+    test_split: str = Field(
+        "test", description="the split results are reported on (val when the shards have no such split)"
+    )
     sampling: Literal["tsn", "dense"] = "tsn"
     num_segments: int = Field(
         8, ge=1, description="TSN segments (8 trimmed, 16 untrimmed); dense: clip length"
@@ -232,9 +244,9 @@ class DemoConfig(_Strict):
 
     root: str = Field("demo/data", description="where videos/ and annotations.txt are generated")
     classes: int = Field(8, ge=2, le=16)
-    videos_per_class: int = Field(30, ge=1)
+    videos_per_class: int = Field(200, ge=1)
     size: int = Field(128, ge=16, description="frame side in pixels")
-    frames: int = Field(16, ge=1)
+    frames: int = Field(8, ge=1)
     seed: int = 0
 
 

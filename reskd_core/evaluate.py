@@ -180,6 +180,29 @@ def evaluate_model(
     return compute_metrics(scores, targets, multi_label)
 
 
+def report_split(cfg: Config, splits: Iterable[str]) -> str:
+    """The split results are reported on: ``data.test_split`` when the shards have it (``splits``: their
+    split names, e.g. the manifest's ``splits``), else ``data.val_split`` with a warning, since that is
+    the split the best epoch was chosen on, so the number is optimistic."""
+    names = set(splits)
+    if cfg.data.test_split in names:
+        return cfg.data.test_split
+    log.warning(
+        "the shards have no split %r (they hold %s): reporting on %r, the split that selects the best epoch",
+        cfg.data.test_split,
+        ", ".join(sorted(names)) or "none",
+        cfg.data.val_split,
+    )
+    return cfg.data.val_split
+
+
+def report_prefix(cfg: Config, split: str) -> str:
+    """Prefix of the names reported metrics are logged under: ``test_`` (the split's name), or
+    ``best_val_`` when they fall back to the validation split: the best epoch's model on the split that
+    chose it, which is also what training logs (and no clash with its per-epoch ``val_*``)."""
+    return "best_val_" if split == cfg.data.val_split else f"{split}_"
+
+
 def load_resolution(cfg: Config) -> int:
     """Resolution clips are read at: the teacher's; a student's input is made by down-sampling it."""
     return cfg.teacher.resolution

@@ -17,12 +17,13 @@ class ResultRow:
     model: str
     resolution: int
     kd: str  # KD method; "none" for the teacher and the baselines
-    accuracy: float  # top-1 (single-label) or mAP (multi-label), in percent
+    accuracy: float  # top-1 (single-label) or mAP (multi-label), in percent, on `split`
     gflops: float
     videos_per_s: float | None = None
     run_id: str | None = None
     checkpoint: str | None = None
     extra: dict = field(default_factory=dict)
+    split: str = ""  # the split `accuracy` was measured on ("": not recorded)
 
     @property
     def label(self) -> str:
@@ -81,10 +82,21 @@ def summarize(rows: list[ResultRow], max_accuracy_drop: float | None = None) -> 
     )
 
 
-def markdown_table(summary: Summary, metric_name: str = "top-1") -> str:
-    """The summary as a Markdown table (the Prefect artifact and the MLflow parent run's table)."""
+def report_splits(rows: list[ResultRow]) -> str:
+    """The split(s) the rows' accuracies are on, for a column header: ``test`` ('' when not recorded)."""
+    return " / ".join(dict.fromkeys(r.split for r in rows if r.split))
+
+
+def markdown_table(summary: Summary, metric_name: str = "top-1", val_split: str | None = None) -> str:
+    """The summary as a Markdown table (the Prefect artifact and the MLflow parent run's table).
+
+    The accuracy column names the split it is on; when that is ``val_split`` (shards without a test
+    split), a line under the table says the number is measured on the split that chose the epoch.
+    """
+    split = report_splits(summary.rows)
+    column = f"{split} {metric_name}" if split else metric_name
     lines = [
-        f"| model | role | resolution | KD | {metric_name} (%) | GFLOPs/video | videos/s | selected |",
+        f"| model | role | resolution | KD | {column} (%) | GFLOPs/video | videos/s | selected |",
         "|---|---|---:|---|---:|---:|---:|:---:|",
     ]
     for r in sorted(summary.rows, key=lambda r: (r.role != "teacher", -r.resolution, r.kd)):
@@ -95,6 +107,12 @@ def markdown_table(summary: Summary, metric_name: str = "top-1") -> str:
             f"{r.gflops:.3f} | {vps} | {mark} |"
         )
     lines.append("")
+    if split:
+        lines.append(f"{column}: each model's best checkpoint (its epoch chosen on validation) on {split}.")
+        if val_split is not None and split == val_split:
+            lines.append(
+                f"The shards have no test split: {split} also chose the epochs (optimistic numbers)."
+            )
     lines.append(f"Selected: {summary.selected.label if summary.selected else 'none'} ({summary.reason}).")
     return "\n".join(lines)
 

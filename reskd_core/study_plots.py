@@ -63,8 +63,11 @@ def plot_accuracy_vs_gflops(
     return save_figure(fig, ax, title, path, grid_which="both")
 
 
-def plot_study(cfg: Config, arms: list[Arm], records: list[Record], out_dir: str | Path) -> dict[str, Path]:
-    """Both plots of the page into ``out_dir``; returns ``{caption: path}``."""
+def plot_study(
+    cfg: Config, arms: list[Arm], records: list[Record], out_dir: str | Path, split: str = "test"
+) -> dict[str, Path]:
+    """Both plots of the page into ``out_dir`` (the records' accuracy is on ``split``); returns
+    ``{caption: path}``."""
     recs = by_arm(records)
     st, s = cfg.study, cfg.student
     teacher = next(a for a in arms if a.role == "teacher" and a.resolution == cfg.teacher.resolution)
@@ -104,7 +107,7 @@ def plot_study(cfg: Config, arms: list[Arm], records: list[Record], out_dir: str
         "Accuracy vs resolution, with and without ResKD": plot_accuracy_vs_resolution(
             {k: v for k, v in series.items() if v},
             out_dir / "accuracy_vs_resolution.png",
-            f"{cfg.pipeline.dataset} data: top-1 vs input resolution (mean ± std over seeds)",
+            f"{cfg.pipeline.dataset} data: {split} top-1 vs input resolution (mean ± std over seeds)",
         )
     }
     points: dict[str, list[tuple[float, Stat, str]]] = {}
@@ -137,6 +140,6 @@ def plot_study(cfg: Config, arms: list[Arm], records: list[Record], out_dir: str
     plots["Accuracy vs GFLOPs per video"] = plot_accuracy_vs_gflops(
         points,
         out_dir / "accuracy_vs_gflops.png",
-        f"{cfg.pipeline.dataset} data: top-1 vs GFLOPs per video (mean ± std over seeds)",
+        f"{cfg.pipeline.dataset} data: {split} top-1 vs GFLOPs per video (mean ± std over seeds)",
     )
     return plots

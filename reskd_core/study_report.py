@@ -28,6 +28,7 @@ EFFICIENCY_MODELS = (  # (label, model, frames): the paper's four architectures
 )
 EFFICIENCY_RESOLUTIONS = (224, 144, 112, 96, 72, 56)
 TRAIN_ACCURACY = "train_top1"  # the last epoch's running training accuracy
+KD_SHARE = "train_kd_share"  # the last epoch's mean share of lambda * KD in the training loss
 UNLEARNT_FACTOR = 3.0  # an arm whose final train top-1 stays under this many times chance "did not learn"
 
 
@@ -65,16 +66,23 @@ class PageInfo:
     failed: dict[str, str] = field(default_factory=dict)  # "arm seed N" -> reason
     plots: dict[str, str] = field(default_factory=dict)  # name -> path relative to the page
     quick: bool = False
+    val_split: str = "val"  # selects each arm's best epoch
+    report_split: str = "test"  # the tables' accuracy: the best epoch's model on it (val: no test split)
+
+    def videos(self, split: str) -> int:
+        """The number of videos in ``split`` of the dataset (0 when it has none)."""
+        return int(self.dataset.get("splits", {}).get(split, 0))
 
 
 # ---------------------------------------------------------------- tables
 
 
-def comparison_table(comp: Comparison, records: dict[str, dict[int, Record]]) -> str:
+def comparison_table(comp: Comparison, records: dict[str, dict[int, Record]], split: str = "test") -> str:
+    """One comparison's table; the records' accuracy is on ``split``."""
     lines = [
-        "| arm | GFLOPs/video | last map | top-1 (%) | n | Δ top-1 vs baseline (paired) | better in "
-        "| train top-1 (%) |",
-        "|---|---:|:---:|---:|---:|---:|:---:|---:|",
+        f"| arm | GFLOPs/video | last map | {split} top-1 (%) | n | Δ top-1 vs baseline (paired) | better in "
+        "| train top-1 (%) | KD share of loss (%) |",
+        "|---|---:|:---:|---:|---:|---:|:---:|---:|---:|",
     ]
     baselines = {row.baseline for row in comp.rows}
     for row in comp.rows:
@@ -93,9 +101,11 @@ def comparison_table(comp: Comparison, records: dict[str, dict[int, Record]]) ->
             delta = d.fmt(1, signed=True)
             better = f"{wins}/{d.n}" if d.n else "-"
         train = arm_stat(records, row.arm, TRAIN_ACCURACY)
+        share = arm_stat(records, row.arm, KD_SHARE)  # 0 for arms without KD: shown as "-"
+        kd = Stat(100 * share.mean, 100 * share.std, share.n).fmt(1) if share.n and share.mean > 0 else "-"
         lines.append(
             f"| {row.label} | {gflops} | {fmap} | {acc.fmt(1)} | {acc.n} | {delta} | {better} "
-            f"| {train.fmt(1)} |"
+            f"| {train.fmt(1)} | {kd} |"
         )
     return "\n".join(lines)
 
@@ -220,15 +230,16 @@ def _verdict(d: Stat, wins: int) -> str:
 def discussion(
     comparisons: list[Comparison],
     records: dict[str, dict[int, Record]],
-    val_videos: int,
+    test_videos: int,
     num_classes: int | None = None,
+    split: str = "test",
 ) -> list[str]:
     """Findings, one bullet per comparison, stated from the numbers (nothing here is hand-written per run).
 
-    With ``num_classes``, a comparison holding arms that did not fit their training set
-    (:func:`unlearnt_arms`) says so."""
+    ``test_videos``: the size of ``split``, the one the accuracies are on. With ``num_classes``, a
+    comparison holding arms that did not fit their training set (:func:`unlearnt_arms`) says so."""
     out = []
-    video = 100.0 / val_videos if val_videos else math.nan
+    video = 100.0 / test_videos if test_videos else math.nan
     for comp in comparisons:
         deltas = [
             (row, *paired_delta(records, row.arm, row.baseline))
@@ -242,7 +253,7 @@ def discussion(
         parts = []
         for row, d, wins in deltas:
             base = next(r for r in comp.rows if r.arm == row.baseline)
-            size = "within one validation video" if abs(d.mean) < video else f"{d.mean:+.1f} points"
+            size = f"within one {split} video" if abs(d.mean) < video else f"{d.mean:+.1f} points"
             parts.append(f"{row.label} vs {base.label}: {size} ({_verdict(d, wins)})")
         text = f"**{comp.title}**: " + "; ".join(parts) + "."
         if comp.group == "diagnosis":
@@ -285,11 +296,11 @@ def discussion(
     return out
 
 
-def caveats(val_videos: int, train_videos: int, epochs: tuple[int, int], seeds: int, kd_helped: bool) -> str:
-    video = 100.0 / val_videos if val_videos else math.nan
+def caveats(test_videos: int, train_videos: int, epochs: tuple[int, int], seeds: int, kd_helped: bool) -> str:
+    video = 100.0 / test_videos if test_videos else math.nan
     text = (
         f"These are tiny networks (a 4-block ResNet of width 16) trained from scratch for {epochs[1]} epochs "
-        f"on {train_videos} generated videos and tested on {val_videos} (one video = {video:.1f} points), "
+        f"on {train_videos} generated videos and tested on {test_videos} (one video = {video:.1f} points), "
         f"{seeds} seed(s) per arm on a 2-core CPU. A difference smaller than a video or two, or one that "
         "does not hold in every seed, is noise at this size. The paper's networks are ResNet-50s and Swins "
         "trained on Kinetics-scale data with ImageNet initialisation; these numbers test whether the "
@@ -299,10 +310,10 @@ def caveats(val_videos: int, train_videos: int, epochs: tuple[int, int], seeds: 
         text += (
             " **ResKD (pixel_mse) did not consistently beat the no-KD baseline at the low resolution here.** "
             "Likely reasons, none tested separately: the teacher is itself weak (see its accuracy above) and "
-            "its feature maps carry little beyond the labels; the data are small and partly too easy or too "
-            "hard at low resolution (the fine grating is averaged away below about half the size, so no "
-            "teacher can put it back, while the direction half is learnt without help); and the schedule is "
-            "short, where the paper distils for 100 epochs from a converged teacher."
+            "its feature maps carry little beyond the labels; networks trained from scratch learn these "
+            "letters about as fast at low resolution as at high (the letter stays legible by design), so "
+            "the baseline has little to gain from a teacher; and the schedule is short, where the paper "
+            "distils for 100 epochs from a converged, ImageNet-initialised teacher."
         )
     return text
 
@@ -322,6 +333,21 @@ def reskd_helped(comparisons: list[Comparison], records: dict[str, dict[int, Rec
     return False
 
 
+def protocol(info: PageInfo, val_videos: int, test_videos: int) -> str:
+    """How the tables' accuracy was measured: which split picks the epoch, which one reports it."""
+    if info.report_split == info.val_split:
+        return (
+            f"Accuracy is top-1 of each arm's best epoch on the {info.val_split} split ({val_videos} "
+            "videos). "
+            "**These shards have no test split**, so the same videos chose the epoch and report it: the "
+            "numbers are optimistic."
+        )
+    return (
+        f"Accuracy is top-1 on the {info.report_split} split ({test_videos} videos) of each arm's model at "
+        f"its best epoch, selected on the {info.val_split} split ({val_videos} videos, never used to report)."
+    )
+
+
 def render_page(
     info: PageInfo,
     arms: list[Arm],
@@ -334,8 +360,9 @@ def render_page(
     """The whole results page (Markdown). ``throughput``/``gpu``: the benchmarks' JSON (None: not run)."""
     recs = by_arm(records)
     ds = info.dataset
-    val_videos = int(ds.get("splits", {}).get("val", 0))
-    train_videos = int(ds.get("splits", {}).get("train", 0))
+    val_videos, test_videos = info.videos(info.val_split), info.videos(info.report_split)
+    train_videos = info.videos("train")
+    fallback = info.report_split == info.val_split  # the shards have no test split
     kd_helped = reskd_helped(comparisons, recs)
     h = [
         "# ResKD results: the paper's comparisons on the demo data",
@@ -357,15 +384,18 @@ def render_page(
         f"{info.load_resolution} px, teacher {info.epochs[0]} / students {info.epochs[1]} epochs |",
         f"| seeds | {', '.join(map(str, info.seeds))} (every arm of a seed sees the same batches) |",
         f"| dataset | demo data: {ds.get('num_classes', '?')} classes, {train_videos} train / "
-        f"{val_videos} val videos, fingerprint `{str(ds.get('fingerprint', '?'))[:12]}` |",
+        f"{val_videos} {info.val_split}"
+        + ("" if fallback else f" / {test_videos} {info.report_split}")
+        + f" videos, fingerprint `{str(ds.get('fingerprint', '?'))[:12]}` |",
         f"| MLflow | experiment `{info.experiment}`, parent run `{info.parent_run_id}` "
         f"at `{info.tracking_uri}` |",
         f"| GPU | {gpu_line(gpu)} |",
         "",
-        "Accuracy is top-1 on the validation split of the final (last-epoch) model, mean ± sample std over "
-        "seeds; Δ is the paired difference (same seed, same batches) against the row's baseline; "
-        "'better in' counts the seeds where the arm beat it. GFLOPs are multiply-adds per video at the "
-        "arm's input size (a down-up arm pays the full size).",
+        protocol(info, val_videos, test_videos)
+        + " Mean ± sample std over seeds; Δ is the paired difference (same seed, same batches) against the "
+        "row's baseline; 'better in' counts the seeds where the arm beat it. GFLOPs are multiply-adds per "
+        "video at the arm's input size (a down-up arm pays the full size). KD share is the weighted KD "
+        "term's part of the training loss in the last epoch (λ · mean KD / mean loss).",
         "",
     ]
     if info.failed:
@@ -374,9 +404,12 @@ def render_page(
     h += ["## Findings", ""]
     classes = ds.get("num_classes")
     h += [
-        f"- {line}" for line in discussion(comparisons, recs, val_videos, int(classes) if classes else None)
+        f"- {line}"
+        for line in discussion(
+            comparisons, recs, test_videos, int(classes) if classes else None, info.report_split
+        )
     ]
-    h += ["", caveats(val_videos, train_videos, info.epochs, len(info.seeds), kd_helped), ""]
+    h += ["", caveats(test_videos, train_videos, info.epochs, len(info.seeds), kd_helped), ""]
     if info.provenance:
         h += ["Provenance: " + " ".join(info.provenance), ""]
     if info.plots:
@@ -384,7 +417,7 @@ def render_page(
         for name, rel in info.plots.items():
             h += [f"![{name}]({rel})", ""]
     for comp in comparisons:
-        h += [f"## {comp.title}", "", comp.question, "", comparison_table(comp, recs), ""]
+        h += [f"## {comp.title}", "", comp.question, "", comparison_table(comp, recs, info.report_split), ""]
     h += [
         "## Efficiency",
         "",

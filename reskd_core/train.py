@@ -29,6 +29,7 @@ from reskd_core.checkpoint import FILENAME, build_state, restore_rng, save_check
 from reskd_core.config import Config, DataConfig, KDConfig, OptimConfig, ResourcesConfig
 from reskd_core.distill import distill_loss, prepare_teacher
 from reskd_core.evaluate import evaluate_model, primary_metric, scalar_metrics
+from reskd_core.losses import kd_weight
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_iters, total_iters))
 
 
+def effective_kd_weight(kd: KDConfig) -> float:
+    """The lambda training uses: the configured one, else the method's default; 0 without KD."""
+    return 0.0 if kd.method == "none" else kd_weight(kd.method, kd.weight)
+
+
 def classification_mode(data: DataConfig) -> str:
     """``ce`` for single-label data, else the configured multi-label loss (``random_ce`` or ``bce``)."""
     return data.multi_label_loss if data.multi_label else "ce"
@@ -161,7 +167,9 @@ def train_one_epoch(
 
     ``resolution`` is the trained model's input size; clips arrive at the teacher's. ``kd.method='none'``
     trains with CE alone (teacher pretraining, or the baseline). ``input_mode``: the model's
-    ``ModelConfig.input`` (``direct`` or ``down_up``).
+    ``ModelConfig.input`` (``direct`` or ``down_up``). Besides ``loss``, ``ce`` and ``kd`` (the unweighted
+    KD term), ``kd_weight`` is the lambda in use and ``kd_share`` the weighted KD term's share of the
+    epoch's mean loss (both 0 without KD): lambda is set per method, so the share says what it did.
     """
     model.train()
     student = _StudentView(model)
@@ -209,10 +217,13 @@ def train_one_epoch(
     loss, ce, kd_term, hits = (sums / videos).tolist()
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss is {loss} (lr too high? try a lower optim.lr)")
+    weight = effective_kd_weight(kd)
     return {
         "loss": loss,
         "ce": ce,
         "kd": kd_term,
+        "kd_weight": weight,
+        "kd_share": weight * kd_term / loss if loss > 0 else 0.0,
         "top1": 100.0 * hits,
         "steps": float(steps),
         "videos": float(videos),

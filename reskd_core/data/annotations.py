@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("mmaction", "kinetics", "ssv2", "activitynet")
 DEFAULT_SPLIT = "train"
 HOLDOUT_SPLIT = "val"
+TEST_SPLIT = "test"
 
 
 class AnnotationError(ValueError):
@@ -278,21 +279,32 @@ def read_activitynet(text: str, uri: str, *, names=None, split: str | None = Non
 # --- shared ----------------------------------------------------------------------------------------------
 
 
-def hold_out(samples: list[Sample], fraction: float, name: str = HOLDOUT_SPLIT) -> list[Sample]:
-    """Move ``fraction`` of each class (by first label) to split ``name``, chosen by a hash of the path.
+def hold_out(samples: list[Sample], fractions: dict[str, float] | float) -> list[Sample]:
+    """Move a share of each class (by first label) to other splits, e.g. ``{"test": 0.3, "val": 0.2}``.
 
-    Deterministic and independent of the list's order, so a rerun holds out the same videos.
+    Each class's videos are ordered by a hash of the path; the first ``round(f * n)`` go to the first
+    named split, the next ones to the second, and so on. Deterministic and independent of the list's
+    order, so a rerun holds out the same videos. A bare float is ``{"val": fraction}``.
     """
-    if fraction <= 0:
+    if isinstance(fractions, float | int):
+        fractions = {HOLDOUT_SPLIT: float(fractions)}
+    fractions = {k: f for k, f in fractions.items() if f > 0}
+    if not fractions:
         return samples
+    if sum(fractions.values()) >= 1:
+        raise ValueError(f"held-out shares {fractions} leave nothing to train on")
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         by_class[s.labels[0] if s.labels else -1].append(i)
-    chosen: set[int] = set()
+    chosen: dict[int, str] = {}
     for members in by_class.values():
         members.sort(key=lambda i: hashlib.sha1(samples[i].video.encode()).hexdigest())
-        chosen.update(members[: round(fraction * len(members))])
-    return [replace(s, split=name) if i in chosen else s for i, s in enumerate(samples)]
+        start = 0
+        for name, fraction in fractions.items():
+            take = round(fraction * len(members))
+            chosen.update((i, name) for i in members[start : start + take])
+            start += take
+    return [replace(s, split=chosen[i]) if i in chosen else s for i, s in enumerate(samples)]
 
 
 def _json(text: str, uri: str):

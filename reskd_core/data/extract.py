@@ -19,7 +19,14 @@ from dataclasses import asdict, dataclass, field
 
 from reskd_core.config import ExtractConfig
 from reskd_core.data import shards, storage
-from reskd_core.data.annotations import Annotations, Sample, hold_out, read_annotations
+from reskd_core.data.annotations import (
+    HOLDOUT_SPLIT,
+    TEST_SPLIT,
+    Annotations,
+    Sample,
+    hold_out,
+    read_annotations,
+)
 from reskd_core.data.decode import DecodeSpec, decode_video
 from reskd_core.data.pool import CrashSafePool
 
@@ -69,10 +76,13 @@ def decode_spec(cfg: ExtractConfig) -> DecodeSpec:
 def load_samples(cfg: ExtractConfig) -> Annotations:
     """The annotations with the configured split applied; ``ValueError`` for a bad configuration."""
     ann = read_annotations(cfg.annotations, cfg.format, labels_file=cfg.labels_file, split=cfg.split)
-    if cfg.val_fraction > 0:
+    if cfg.val_fraction > 0 or cfg.test_fraction > 0:
         if cfg.format not in ("mmaction", "ssv2"):
-            raise ValueError(f"extract.val_fraction is for formats without a split column, not {cfg.format}")
-        ann.samples = hold_out(ann.samples, cfg.val_fraction)
+            raise ValueError(
+                f"extract.val_fraction and extract.test_fraction are for formats without a split column, "
+                f"not {cfg.format}"
+            )
+        ann.samples = hold_out(ann.samples, {TEST_SPLIT: cfg.test_fraction, HOLDOUT_SPLIT: cfg.val_fraction})
     for split in {s.split for s in ann.samples}:
         if not SPLIT_NAME.fullmatch(split):
             raise ValueError(

@@ -71,7 +71,7 @@ def test_train_transform_crops_resizes_and_flips():
 def test_items(small_shards):
     ds = ClipDataset(str(small_shards), "val", DataConfig(num_segments=4), resolution=56, train=False)
     assert (ds.num_classes, ds.multi_label, len(ds)) == (4, False, 8)
-    assert ds.class_names[0] == "hstripes-right"
+    assert ds.class_names[0] == "letter-A"
     item = next(iter(ds))
     assert item["clip"].shape == (4, 3, 56, 56) and item["clip"].dtype == torch.float32
     assert item["label"].dtype == torch.int64 and item["label"].shape == ()

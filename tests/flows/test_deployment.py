@@ -191,7 +191,7 @@ def test_second_registration_is_challenger_unless_it_wins(
     v2 = client.get_model_version(MODEL, "2")
     cfg = resolve_config(None, "demo_cpu", tiny_overrides(served.root, DATASET), mlflow_server)
     fingerprint, split = v2.tags["reskd.eval_key"].rsplit(":", 1)
-    assert split == cfg.data.val_split
+    assert split == cfg.data.test_split  # the split the accuracy is reported on, not the one choosing epochs
     champion_acc = float(client.get_model_version(MODEL, "1").tags["reskd.accuracy"])
 
     def row(accuracy: float) -> ResultRow:
@@ -205,6 +205,7 @@ def test_second_registration_is_challenger_unless_it_wins(
             run_id=v2.run_id,
             checkpoint=v2.tags["reskd.checkpoint"],
             extra={"model_uri": v2.source},
+            split=split,
         )
 
     worse = register_student(cfg, row(champion_acc - 1.0), fingerprint, "unused: the champion's tag is used")

@@ -20,6 +20,7 @@ def _setup(kd_gain: float, seed: int = 0):
         for s in (0, 1, 2):
             acc = rng.uniform(30, 60) + (kd_gain if arm.kd == "pixel_mse" else 0.0)
             metrics = {"gflops": 0.01 * arm.resolution, "feature_h": 2.0, "feature_w": 2.0}
+            metrics["train_kd_share"] = 0.2 + 0.1 * s if arm.kd != "none" else 0.0
             records.append(Record(arm.key, s, acc, metrics))
     return cfg, arms, comparisons, records
 
@@ -38,7 +39,7 @@ def _info(**kw):
         seeds=[0, 1, 2],
         frames=8,
         load_resolution=112,
-        dataset={"num_classes": 8, "splits": {"train": 180, "val": 60}, "fingerprint": "f" * 64},
+        dataset={"num_classes": 8, "splits": {"train": 120, "val": 48, "test": 72}, "fingerprint": "f" * 64},
     )
     return PageInfo(**(base | kw))
 
@@ -133,4 +134,27 @@ def test_arms_that_did_not_fit_their_training_set_are_flagged():
     sweep = next(line for line in page.splitlines() if line.startswith("- **Resolution sweep"))
     assert "did not fit" not in sweep
     row = next(line for line in page.splitlines() if line.startswith("| 32 px, down-up"))
-    assert row.endswith("| 20.0 ± 0.0 |")
+    assert row.endswith("| 20.0 ± 0.0 | - |")  # train top-1, then the KD share (no KD: none)
+
+
+def test_the_page_says_the_epoch_is_chosen_on_val_and_reported_on_test():
+    cfg, arms, comps, records = _setup(kd_gain=0.0)
+    page = render_page(_info(), arms, comps, records, FLOPS, None)
+    assert "top-1 on the test split (72 videos)" in page
+    assert "best epoch, selected on the val split (48 videos" in page
+    assert "120 train / 48 val / 72 test videos" in page
+    assert "tested on 72 (one video = 1.4 points)" in page
+    assert "| arm | GFLOPs/video | last map | test top-1 (%) | n |" in page
+    # KD arms show lambda * KD's share of the loss (mean ± std over seeds, percent), others "-"
+    row = next(line for line in page.splitlines() if line.startswith("| 56 px, pixel_mse |"))
+    assert row.endswith("| 30.0 ± 10.0 |")
+    row = next(line for line in page.splitlines() if line.startswith("| 56 px, no KD |"))
+    assert row.endswith("| - |")
+
+
+def test_without_a_test_split_the_page_says_val_chose_and_reports():
+    cfg, arms, comps, records = _setup(kd_gain=0.0)
+    dataset = {"num_classes": 8, "splits": {"train": 180, "val": 60}, "fingerprint": "f" * 64}
+    page = render_page(_info(dataset=dataset, report_split="val"), arms, comps, records, FLOPS, None)
+    assert "best epoch on the val split (60 videos)" in page and "no test split" in page
+    assert "180 train / 60 val videos" in page and "tested on 60" in page

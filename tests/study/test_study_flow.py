@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reskd_core.config import load_config, recipe_path
-from reskd_core.study import ACCURACY, QUICK_OVERRIDES, study_plan
+from reskd_core.study import ACCURACY, QUICK_OVERRIDES, accuracy_metric, study_plan
 from tests.fixtures.mlflow import rest
 
 pytestmark = pytest.mark.slow
@@ -73,10 +73,25 @@ def test_quick_study_writes_the_page_from_its_mlflow_runs(tmp_path, mlflow_serve
     acc: dict[str, list[float]] = {}
     for run in arms_runs:
         metrics, tags = _metrics(run), _tags(run)
-        assert {"gflops", "feature_h", "val_top1", "train_loss"} <= set(metrics)
+        logged = {
+            "gflops",
+            "feature_h",
+            "val_top1",
+            "train_loss",
+            "train_kd_share",
+            "best_val_top1",
+            "best_epoch",
+        }
+        assert logged <= set(metrics)
+        if cfg.extract.test_fraction > 0:  # the epoch chosen on val, reported on test
+            assert tags["reskd.report_split"] == "test" and ACCURACY in metrics and metrics["test_n"] > 0
+        else:  # no test split: the best val score is what the tables report
+            assert tags["reskd.report_split"] == "val" and ACCURACY not in metrics
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         assert params["seed"] == tags["reskd.seed"] and params["study.arm.model"] in {a.model for a in arms}
-        acc.setdefault(tags["reskd.study.arm"], []).append(metrics[ACCURACY])
+        acc.setdefault(tags["reskd.study.arm"], []).append(
+            metrics[accuracy_metric(cfg, tags["reskd.report_split"])]
+        )
     # per-epoch history of one run: one epoch in quick mode
     hist = rest(
         mlflow_server,

@@ -83,9 +83,9 @@ def test_train_on_ray_checks_inputs_before_starting_anything(demo_shards, tmp_pa
     junk.write_bytes(b"\x80\x02not really")
     with pytest.raises(CheckpointError, match=r"junk\.pt is corrupt"):
         train_on_ray(cfg, "student", "bad-teacher", teacher_checkpoint=str(junk))
-    with pytest.raises(ValueError, match="data: split 'test'"):
+    with pytest.raises(ValueError, match="data: split 'holdout'"):
         train_on_ray(
-            load_config(None, _overrides(demo_shards, tmp_path) + ["data.val_split=test"]), "teacher", "x"
+            load_config(None, _overrides(demo_shards, tmp_path) + ["data.val_split=holdout"]), "teacher", "x"
         )
     assert not ray.is_initialized() and not (tmp_path / "mlflow.db").exists()
 

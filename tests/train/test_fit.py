@@ -148,6 +148,8 @@ def test_student_distils_from_a_frozen_teacher(tmp_path):
     assert result.epochs_done == 3
     assert all(m["train_kd"] > 0 for _, m in saved)
     assert saved[-1][1]["train_loss"] > saved[-1][1]["train_ce"]  # CE + lambda * KD
+    # kd.weight is null: the method's default lambda is in use, and the fit metrics say so
+    assert all(m["train_kd_weight"] == 100.0 and 0 < m["train_kd_share"] < 1 for _, m in saved)
     assert all(torch.equal(before[k], v) for k, v in teacher.named_parameters())  # never updated
     assert not any(p.requires_grad for p in teacher.parameters())
 
@@ -156,6 +158,7 @@ def test_baseline_student_needs_no_teacher_and_kd_student_does(tmp_path):
     cfg = _cfg("kd.method=none")
     result = fit(cfg, "student", _model(cfg, "student"), loader(ColourClips(res=64)), None, num_classes=3)
     assert all(h["train_kd"] == 0 for h in result.history)
+    assert all(h["train_kd_share"] == 0 and h["train_kd_weight"] == 0 for h in result.history)
     with pytest.raises(ValueError, match="needs a teacher"):
         fit(
             _cfg("kd.method=pixel_mse"),
@@ -207,3 +210,35 @@ def test_one_epoch_student_sees_the_downsampled_teacher_clip():
         teacher=teacher,
     )
     assert seen == [32, 64] and stats["steps"] == 1 and stats["videos"] == 8
+
+
+@pytest.mark.parametrize(
+    ("method", "weight", "expected"),
+    [("pixel_mse", None, 100.0), ("pixel_mse", 10.0, 10.0), ("clip_kl", None, 1.0), ("none", 50.0, 0.0)],
+)
+def test_one_epoch_reports_the_kd_share_of_the_loss_and_the_lambda_in_use(method, weight, expected):
+    """``kd_weight`` is the lambda training used (the method's default when kd.weight is null, 0 without
+    KD); ``kd_share`` is lambda * KD over the epoch's mean loss (CE + lambda * KD)."""
+    from reskd_core.distill import prepare_teacher
+    from reskd_core.train import build_optimizer, build_scheduler
+
+    cfg = _cfg(f"kd.method={method}", f"kd.weight={'null' if weight is None else weight}")
+    student, teacher = _model(cfg, "student"), prepare_teacher(_model(cfg, seed=3))
+    opt = build_optimizer(student, cfg.optim, 8)
+    stats = train_one_epoch(
+        student,
+        loader(ColourClips(n=16, res=64)),
+        opt,
+        build_scheduler(opt, 0, 2),
+        device=torch.device("cpu"),
+        resolution=32,
+        kd=cfg.kd,
+        teacher=teacher if method != "none" else None,
+    )
+    assert stats["kd_weight"] == expected
+    assert stats["loss"] == pytest.approx(stats["ce"] + expected * stats["kd"], rel=1e-5)
+    assert stats["kd_share"] == pytest.approx(expected * stats["kd"] / stats["loss"], rel=1e-9)
+    if method == "none":
+        assert stats["kd"] == 0 and stats["kd_share"] == 0
+    else:
+        assert 0 < stats["kd_share"] < 1
