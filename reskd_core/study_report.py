@@ -209,7 +209,9 @@ def gpu_markdown(gpu: dict | None) -> str:
             f"The demo recipe on that GPU (one seed, {kd.get('epochs', '?')} epochs, AMP): teacher "
             f"{kd.get('teacher', '?')} at 112 px {kd.get('teacher_val_top1', math.nan):.1f} val top-1 "
             f"({kd.get('teacher_seconds', math.nan):.0f} s); "
-            f"students at {kd.get('student_resolution', '?')} px: " + ", ".join(students) + ".",
+            f"students at {kd.get('student_resolution', '?')} px: " + ", ".join(students) + ". "
+            "(Those runs used the demo data and recipe of the date above, which may predate the current "
+            "ones; `benchmarks/gpu_benchmark.py` measures them again on a lent GPU.)",
         ]
     return "\n".join(lines)
 

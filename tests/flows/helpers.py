@@ -242,7 +242,11 @@ def check_pipeline_run(client, parent, flow_run_id: str, deployment: str, datase
         )
         assert 0.0 <= metrics["test_top1"] <= 100.0
         assert by_label[label].data.tags["reskd.report_split"] == "test"
-    assert by_label["pixel_mse@32"].data.params["kd.weight_effective"] == "100.0"
+    from reskd_core.config import load_config, recipe_path
+    from reskd_core.losses import kd_weight
+
+    recipe_lambda = kd_weight("pixel_mse", load_config(recipe_path("demo_cpu")).kd.weight)
+    assert by_label["pixel_mse@32"].data.params["kd.weight_effective"] == str(recipe_lambda)
     assert by_label["none@32"].data.metrics["train_kd_share"] == 0
     assert 0 < by_label["pixel_mse@32"].data.metrics["train_kd_share"] < 1
     assert by_label["extract"].data.metrics["videos"] == 24
