@@ -1,5 +1,8 @@
-"""The demo data: deterministic real mp4 files, three splits, no colour shortcut, and a network that
-learns it better at full resolution than at a quarter of it."""
+"""The demo data: deterministic real mp4 files, three disjoint splits, no colour shortcut.
+
+(A test that one small model trained at full resolution beats itself at a quarter of it was tried and
+does not hold on this data: 80.4 vs 82.9 test top-1 for tsn_tiny at 112 vs 32 px with the demo recipe,
+seed 0; docs/data.md.)"""
 
 from __future__ import annotations
 
@@ -8,15 +11,11 @@ from collections import Counter
 
 import decord
 import pytest
-import torch
-from torch.utils.data import DataLoader
 
 from reskd_core.config import DataConfig
 from reskd_core.data.dataset import ClipDataset
 from reskd_core.data.demo import class_names, make_demo_dataset
 from reskd_core.data.extract import extract
-from reskd_core.models import build_model
-from reskd_core.train import fit
 from tests.data.conftest import demo_extract_config
 from tests.data.test_extract import reskd
 
@@ -102,65 +101,3 @@ def test_class_names_and_cli(tmp_path):
         "letter-E_000.mp4 1",
         "letter-E_001.mp4 1",
     ]
-
-
-def _test_top1(cfg, role: str, name: str, resolution: int) -> float:
-    """``fit`` with the demo recipe, then the best-val epoch's top-1 on the test split."""
-    import copy
-
-    from reskd_core.config import with_overrides
-    from reskd_core.evaluate import evaluate_model
-    from reskd_core.study import loader_batches
-
-    section = "teacher" if role == "teacher" else "student"
-    cfg = with_overrides(
-        cfg, [f"{section}.name={name}", f"{section}.resolution={resolution}", "kd.method=none"]
-    )
-    load = cfg.teacher.resolution
-    train = ClipDataset(cfg.data.shards, "train", cfg.data, load, train=True, seed=0)
-    val = loader_batches(ClipDataset(cfg.data.shards, "val", cfg.data, load, train=False), 64)(0)
-    test = loader_batches(ClipDataset(cfg.data.shards, "test", cfg.data, load, train=False), 64)(0)
-    torch.manual_seed(0)
-    model = build_model(name, num_classes=train.num_classes, dropout=0.0)
-    best: dict = {"score": -1.0}
-
-    def keep_best(_epoch: int, metrics: dict, _dir) -> None:
-        if metrics["val_score"] > best["score"]:
-            best.update(score=metrics["val_score"], state=copy.deepcopy(model.state_dict()))
-
-    loader = DataLoader(train, batch_size=cfg.data.batch_size)
-    fit(cfg, role, model, loader, val, num_classes=train.num_classes, on_epoch_end=keep_best)
-    model.load_state_dict(best["state"])
-    device = torch.device("cpu")
-    return evaluate_model(model, test, device=device, resolution=resolution, multi_label=False)["top1"]
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1500)  # about 3 minutes alone; more when the machine is shared
-def test_full_resolution_beats_a_quarter_of_it(tmp_path):
-    """One small model, trained from scratch with the demo recipe on the default demo data, does better at
-    full resolution (112 px, a 4x4 last map) than at about a quarter of it (32 px, 1x1), where the letter
-    is still 16-22 px tall: what a quarter-size frame costs is the network's fit, not the class.
-
-    The recipe's teacher and a student without KD, seed 0: 800 training, 320 val and 480 test videos,
-    30 epochs each (about 3 minutes on 2 cores). Measured here: 85.8 vs 77.7 test top-1.
-    """
-    from reskd_core.config import load_config, recipe_path
-
-    root = make_demo_dataset(tmp_path / "d")
-    shards = str(tmp_path / "s")
-    cfg = load_config(
-        recipe_path("demo_cpu"),
-        [
-            f"extract.annotations={root / 'annotations.txt'}",
-            f"extract.video_root={root / 'videos'}",
-            f"extract.labels_file={root / 'classes.txt'}",
-            f"data.shards={shards}",
-        ],
-    )
-    assert extract(cfg.extract, shards).rows == {"train": 800, "val": 320, "test": 480}
-    full = _test_top1(cfg, "teacher", "tsn_tiny", 112)
-    quarter = _test_top1(cfg, "student", "tsn_tiny", 32)
-    print(f"test top-1 at 112 px: {full:.1f}, at 32 px: {quarter:.1f}")
-    assert full >= 80, f"the recipe's teacher should learn the letters at full resolution ({full:.1f})"
-    assert full - quarter >= 4, f"full {full:.1f} vs quarter {quarter:.1f}"
