@@ -7,12 +7,13 @@ from reskd_core.config import load_config, recipe_path
 from reskd_core.study import QUICK_OVERRIDES, Record, study_plan
 from reskd_core.study_plots import plot_study
 from reskd_core.study_report import PageInfo, render_page
+from tests.study.test_plan import FULL_PLAN
 
 NOT_BEATEN = "did not consistently beat the no-KD baseline"
 
 
 def _setup(kd_gain: float, seed: int = 0):
-    cfg = load_config(recipe_path("study_cpu"), QUICK_OVERRIDES)
+    cfg = load_config(recipe_path("study_cpu"), [*FULL_PLAN, *QUICK_OVERRIDES])
     arms, comparisons = study_plan(cfg)
     rng = random.Random(seed)
     records = []
