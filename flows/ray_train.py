@@ -251,7 +251,8 @@ def train_on_ray(
 
     from flows import tracking
     from flows.ray_worker import train_worker
-    from reskd_core.train import effective_kd_weight, total_epochs
+    from reskd_core.losses import kd_weight
+    from reskd_core.train import total_epochs
 
     inputs = check_inputs(cfg, role, teacher_checkpoint, tags)
     cfg = inputs.cfg
@@ -267,7 +268,7 @@ def train_on_ray(
     params = {"reskd.role": role}
     if role == "student":
         # kd.weight is null when the method's default is used: record the lambda actually trained with
-        params["kd.weight_effective"] = str(effective_kd_weight(cfg.kd))
+        params["kd.weight_effective"] = str(kd_weight(cfg.kd.method, cfg.kd.weight))
         params["reskd.teacher_checkpoint"] = inputs.teacher_checkpoint or "none"
         if inputs.teacher_run_id:
             run_tags["reskd.teacher_run_id"] = inputs.teacher_run_id

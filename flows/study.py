@@ -120,7 +120,8 @@ def train_arm(
 
     from flows.tracking import REPORT_SPLIT_TAG, log_metrics
     from reskd_core.evaluate import evaluate_model, report_prefix, scalar_metrics
-    from reskd_core.train import effective_kd_weight, fit, use_amp
+    from reskd_core.losses import kd_weight
+    from reskd_core.train import fit, use_amp
 
     logger = _logger()
     acfg = arm_config(cfg, arm, seed, teacher)
@@ -145,7 +146,7 @@ def train_arm(
     try:
         arm_params = {f"study.arm.{k}": v for k, v in asdict(arm).items()}
         if arm.role == "student":  # kd.weight is null for the method's default: the lambda in use
-            arm_params["kd.weight_effective"] = effective_kd_weight(acfg.kd)
+            arm_params["kd.weight_effective"] = kd_weight(acfg.kd.method, acfg.kd.weight)
         log_params(client, run_id, {**flatten(acfg), **arm_params, "study.load_resolution": load_resolution})
         device = torch.device("cuda" if cfg.resources.use_gpu and torch.cuda.is_available() else "cpu")
         model = build_arm_model(spec, num_classes, frames, seed).to(device)

@@ -122,7 +122,9 @@ KD_LOSSES: dict[str, KDLoss] = {
 
 
 def kd_weight(method: str, weight: float | None) -> float:
-    """The lambda in use: the configured one, else the method's default."""
+    """The lambda in use: 0 without KD, else the configured one, else the method's default."""
+    if KD_LOSSES[method].fn is None:
+        return 0.0
     return KD_LOSSES[method].default_weight if weight is None else weight
 
 

@@ -103,11 +103,6 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_iters, total_iters))
 
 
-def effective_kd_weight(kd: KDConfig) -> float:
-    """The lambda training uses: the configured one, else the method's default; 0 without KD."""
-    return 0.0 if kd.method == "none" else kd_weight(kd.method, kd.weight)
-
-
 def classification_mode(data: DataConfig) -> str:
     """``ce`` for single-label data, else the configured multi-label loss (``random_ce`` or ``bce``)."""
     return data.multi_label_loss if data.multi_label else "ce"
@@ -217,7 +212,7 @@ def train_one_epoch(
     loss, ce, kd_term, hits = (sums / videos).tolist()
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss is {loss} (lr too high? try a lower optim.lr)")
-    weight = effective_kd_weight(kd)
+    weight = kd_weight(kd.method, kd.weight)
     return {
         "loss": loss,
         "ce": ce,
