@@ -41,7 +41,7 @@ test-e2e: install
 	$(PY) -m pytest -m e2e -q
 
 lint: install
-	$(VENV)/bin/ruff check reskd_core flows tests benchmarks
+	$(VENV)/bin/ruff check reskd_core reskd_stack flows tests benchmarks
 
 benchmarks: install
 	$(PY) benchmarks/throughput.py

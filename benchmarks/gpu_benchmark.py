@@ -61,10 +61,9 @@ def throughput(quick: bool) -> list[dict]:
 def distillation(quick: bool, root: Path, device: str = "cuda", epochs: int | None = None) -> dict:
     """The demo recipe on the GPU: a tsn_tiny teacher at 112 px, then students at 56 px without KD and
     with pixel_mse, from the same seed (same batches), on generated demo videos."""
-    from reskd_core.data.dataset import ClipDataset
     from reskd_core.data.demo import make_demo_dataset
     from reskd_core.data.extract import extract
-    from reskd_core.models import build_model
+    from reskd_core.job import check_job, make_loaders, model_for
     from reskd_core.train import fit
 
     epochs = epochs or (3 if quick else 10)
@@ -84,31 +83,18 @@ def distillation(quick: bool, root: Path, device: str = "cuda", epochs: int | No
     )
     make_demo_dataset(root / "data", classes=8, videos_per_class=6 if quick else 30, size=128, frames=16)
     extract(cfg.extract, cfg.data.shards)
-    num_classes = json.loads((root / "shards" / "manifest.json").read_text())["num_classes"]
-    load = cfg.teacher.resolution
-
-    def loader(split: str, train: bool):
-        ds = ClipDataset(cfg.data.shards, split, cfg.data, load, train=train, seed=0)
-        return torch.utils.data.DataLoader(
-            ds,
-            batch_size=cfg.data.batch_size,
-            num_workers=cfg.data.loader_workers,
-            pin_memory=device == "cuda",
-        )
-
-    train, val = loader(cfg.data.train_split, True), loader(cfg.data.val_split, False)
+    num_classes = check_job(cfg, "teacher").num_classes
+    train, val = make_loaders(cfg, pin_memory=device == "cuda")
     dev = torch.device(device)
-    torch.manual_seed(0)
     out: dict = {"epochs": epochs, "teacher": cfg.teacher.name, "student": cfg.student.name}
-    teacher = build_model(cfg.teacher.name, num_classes=num_classes, num_frames=cfg.data.num_segments).to(dev)
+    teacher = model_for(cfg, "teacher", num_classes, seed=0).to(dev)
     start = time.perf_counter()
     t = fit(cfg, "teacher", teacher, train, val, num_classes=num_classes, device=dev)
     out["teacher_seconds"] = round(time.perf_counter() - start, 2)
     out["teacher_val_top1"] = t.last_metrics.get("val_top1")
     for method in ("none", "pixel_mse"):
         scfg = cfg.model_copy(update={"kd": cfg.kd.model_copy(update={"method": method})})
-        torch.manual_seed(0)
-        student = build_model(scfg.student.name, num_classes=num_classes, num_frames=cfg.data.num_segments)
+        student = model_for(scfg, "student", num_classes, seed=0)
         start = time.perf_counter()
         kd_teacher = teacher if method != "none" else None
         s = fit(

@@ -17,12 +17,13 @@ RUN python -m venv /opt/venv \
 WORKDIR /app
 COPY docker/constraints.txt pyproject.toml README.md ./
 # The dependencies alone, in a layer that changes only with pyproject.toml or the constraints.
-RUN mkdir reskd_core flows \
-    && touch reskd_core/__init__.py flows/__init__.py \
+RUN mkdir reskd_core reskd_stack flows \
+    && touch reskd_core/__init__.py reskd_stack/__init__.py flows/__init__.py \
     && pip install --no-cache-dir -c constraints.txt ".[pipeline,export]" \
     && pip uninstall --yes reskd \
-    && rm -rf reskd_core flows build ./*.egg-info
+    && rm -rf reskd_core reskd_stack flows build ./*.egg-info
 COPY reskd_core reskd_core
+COPY reskd_stack reskd_stack
 COPY flows flows
 COPY configs configs
 # Editable: the recipes in /app/configs stay where reskd_core looks for them.

@@ -1,11 +1,16 @@
 """Regenerate the screenshots of docs/pipeline.md from an MLflow tracking database.
 
     python docs/screenshots.py --db mlflow.db --out docs/img
+    python docs/screenshots.py --demo-runs --out docs/img     # no database: runs logged by demo_runs.py
 
-writes ``mlflow_compare.png`` (the MLflow UI comparing the teacher and student runs of the newest
-``reskd/full`` pipeline run that trained them: a parallel-coordinates plot of role, KD method,
-resolution, GFLOPs and validation top-1, then the params and metrics that differ between the runs) and
-``accuracy_vs_gflops.png`` (a copy of that pipeline run's plot artifact).
+writes, for the newest ``reskd/full`` pipeline run that trained models, ``mlflow-runs.png`` (the
+experiment's runs table in the UI's *Model training* view: its teacher and student runs with their
+resolution, KD method, test top-1, GFLOPs per video, videos/s and best epoch, grouped by resolution),
+``mlflow_compare.png`` (the MLflow UI comparing those runs: a parallel-coordinates plot of role, KD
+method, resolution, GFLOPs and test top-1, then the params and metrics that differ between the runs) and
+``accuracy_vs_gflops.png`` (a copy of that pipeline run's plot artifact). With ``--demo-runs`` it starts
+the server on an empty database, logs one demo-shaped pipeline run into it through reskd's tracking code
+(``docs/demo_runs.py``: the README's demo numbers) and takes only ``mlflow-runs.png``.
 
 It copies the database to a temporary folder (the original is never opened for writing), starts
 ``mlflow server`` on a free port of 127.0.0.1 against the copy, finds the runs through the REST API,
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,9 +43,15 @@ from typing import Any
 CHROMIUM = "/usr/bin/chromium"
 WIDTH = 1400
 PLOT = "accuracy_vs_gflops.png"
-# the compare page's parallel-coordinates axes (eval_resolution: the resolution the model was evaluated at)
+# the compare page's parallel-coordinates axes (resolution_px: the resolution the model was evaluated at)
 PLOT_PARAMS = ("reskd.role", "kd.method")
-PLOT_METRICS = ("eval_resolution", "eval_gflops", "test_top1")
+PLOT_METRICS = ("resolution_px", "gflops_per_video", "test_top1")
+RUNS_SHOT = "mlflow-runs.png"
+# the runs table's columns: tags first (resolution, KD), then the metrics, as they come out of the picker
+TABLE_TAGS = ("reskd.resolution", "reskd.kd")
+TABLE_METRICS = ("test_top1", "gflops_per_video", "videos_per_s", "best_epoch")
+HIDDEN = ("Dataset", "Source", "Models")  # default attribute columns that say nothing here
+GROUP_BY = "reskd.resolution"
 
 
 def free_port() -> int:
@@ -207,30 +219,82 @@ def screenshot_compare(base: str, experiment_id: str, runs: list[dict[str, Any]]
     return dst
 
 
+def screenshot_runs(base: str, experiment_id: str, parent_id: str, dst: Path) -> Path:
+    """The experiment's runs table (the UI's *Model training* view) showing the teacher and student runs
+    of pipeline run ``parent_id``: resolution and KD (tags), test top-1, GFLOPs per video, videos/s and
+    the chosen epoch, grouped by resolution."""
+    from playwright.sync_api import sync_playwright
+
+    query = urllib.parse.urlencode(
+        {"workflowType": "machine_learning", "searchFilter": f"tags.mlflow.parentRunId = '{parent_id}'"}
+    )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+            page.goto(f"{base}/#/experiments/{experiment_id}/runs?{query}", wait_until="load")
+            page.get_by_text("pipeline", exact=False).first.wait_for(timeout=60_000)
+            close = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
+            if close.count():
+                close.first.click()
+            page.get_by_role("button", name="Columns").click()
+            search = page.get_by_placeholder("Search columns")
+            for name, on in [(n, False) for n in HIDDEN] + [(n, True) for n in TABLE_TAGS + TABLE_METRICS]:
+                search.fill(name)  # the picker lists only the matches, the match in bold
+                node = page.locator(".du-bois-light-tree-treenode").filter(
+                    has_text=re.compile(f"^{re.escape(name)}$")
+                )
+                node.first.wait_for(timeout=10_000)
+                checked = "treenode-checkbox-checked" in (node.first.get_attribute("class") or "")
+                if checked != on:
+                    node.first.locator(".du-bois-light-tree-checkbox").click()
+            search.fill("")
+            page.keyboard.press("Escape")
+            page.get_by_role("button", name="Group by").click()
+            page.get_by_role("menuitemcheckbox", name=GROUP_BY).click()
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(2000)
+            last = page.get_by_text("Additional runs").bounding_box()  # the parent run, below the groups
+            height = last["y"] + last["height"] + 24 if last else 900
+            page.screenshot(path=str(dst), clip={"x": 0, "y": 0, "width": WIDTH, "height": height})
+        finally:
+            browser.close()
+    return dst
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--db", type=Path, default=Path("mlflow.db"), help="MLflow SQLite database")
     ap.add_argument("--out", type=Path, default=Path("docs/img"), help="folder for the PNGs")
     ap.add_argument("--experiment", default="reskd")
+    ap.add_argument(
+        "--demo-runs",
+        action="store_true",
+        help=f"no database: log demo-shaped runs (docs/demo_runs.py) and take only {RUNS_SHOT}",
+    )
     args = ap.parse_args(argv)
-    if not args.db.is_file():
+    if not args.demo_runs and not args.db.is_file():
         raise SystemExit(f"{args.db} is not a file")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reskd-shots-") as tmp:
         db = Path(tmp) / "mlflow.db"
-        copy_db(args.db, db)
+        if not args.demo_runs:
+            copy_db(args.db, db)
         port = free_port()
         proc = start_server(db, port, Path(tmp) / "server.log")
         try:
             base = f"http://127.0.0.1:{port}"
+            if args.demo_runs:
+                from demo_runs import log_demo_runs  # beside this script
+
+                log_demo_runs(base, args.experiment)
             parent, runs = pipeline_runs(base, args.experiment)
-            print(f"pipeline run {parent['info']['run_id']}: {len(runs)} teacher/student runs")
-            print(copy_plot(parent, args.out))
-            print(
-                screenshot_compare(
-                    base, parent["info"]["experiment_id"], runs, args.out / "mlflow_compare.png"
-                )
-            )
+            exp_id, parent_id = parent["info"]["experiment_id"], parent["info"]["run_id"]
+            print(f"pipeline run {parent_id}: {len(runs)} teacher/student runs")
+            print(screenshot_runs(base, exp_id, parent_id, args.out / RUNS_SHOT))
+            if not args.demo_runs:
+                print(copy_plot(parent, args.out))
+                print(screenshot_compare(base, exp_id, runs, args.out / "mlflow_compare.png"))
         finally:
             stop_server(proc)
 

@@ -9,7 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
-from reskd_core.config import Config, ExtractConfig, with_overrides
+from flows.run_config import updated
+from reskd_core.config import Config, ExtractConfig
 from reskd_core.data import layout, shards, storage
 from reskd_core.data.demo import make_demo_dataset
 
@@ -113,13 +114,13 @@ def prepare_shards(
 
 def with_shards(cfg: Config, info: dict) -> Config:
     """The config pointed at the prepared shards, with their class count and label kind."""
-    return with_overrides(
+    return updated(
         cfg,
-        [
-            f"data.shards={json.dumps(info['shards_uri'])}",
-            f"num_classes={info['num_classes']}",
-            f"data.multi_label={'true' if info['multi_label'] else 'false'}",
-        ],
+        {
+            "data.shards": info["shards_uri"],
+            "num_classes": info["num_classes"],
+            "data.multi_label": bool(info["multi_label"]),
+        },
     )
 
 
@@ -127,11 +128,10 @@ def _log_extract_run(
     report, extract_cfg: ExtractConfig, tracking_uri: str, experiment: str, parent_run_id: str | None
 ) -> None:
     from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
 
-    from flows.tracking import experiment_id
+    from flows.tracking import client_for, experiment_id
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = client_for(tracking_uri)
     tags = {"reskd.stage": "extract"}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id

@@ -16,10 +16,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 from prefect.runtime import deployment, flow_run
 
-from flows import datasets, pipeline_tracking, registry
+from flows import datasets, tracking
 from flows.caching import retry_on_transient, stage_key
-from flows.tracking import resolve_uri
-from reskd_core.config import Config, ExtractConfig, load_config, recipe_path, with_overrides
+from flows.run_config import build_config, updated
+from flows.tracking import registry
+from reskd_core.config import Config, ExtractConfig
 from reskd_core.data import layout, storage
 from reskd_core.report import (
     ResultRow,
@@ -119,14 +120,9 @@ def student_stage(
     tags = {"reskd.stage": "student", "reskd.dataset_fingerprint": fingerprint}
     if teacher_run_id:
         tags["reskd.teacher_run_id"] = teacher_run_id
-    result = train_on_ray(
-        cfg,
-        "student",
-        run_name,
-        teacher_checkpoint=teacher_checkpoint if cfg.kd.method != "none" else None,
-        parent_run_id=parent_run_id,
-        tags=tags,
-    )
+    if teacher_checkpoint and cfg.kd.method != "none":  # the driver reads the teacher from the config
+        cfg = updated(cfg, {"teacher.checkpoint": teacher_checkpoint})
+    result = train_on_ray(cfg, "student", run_name, parent_run_id=parent_run_id, tags=tags)
     return _as_dict(result)
 
 
@@ -134,7 +130,7 @@ def student_stage(
 def evaluate_stage(cfg: Config, trained: dict, role: str, shards_uri: str) -> ResultRow:
     """Accuracy of the best-val checkpoint on the report split (test, else val), GFLOPs per video and
     measured throughput."""
-    return pipeline_tracking.evaluate_and_log(cfg, trained, role, shards_uri)
+    return tracking.evaluate_and_log(cfg, trained, role, shards_uri)
 
 
 @task(name="summary")
@@ -152,7 +148,7 @@ def summary_stage(
             f"{report_splits(rows)} {metric}".strip(),
             title=f"{cfg.pipeline.dataset}: accuracy vs GFLOPs per video",
         )
-        pipeline_tracking.log_summary(parent_run_id, cfg.tracking.uri, summary, table, plot)
+        tracking.log_summary(parent_run_id, cfg.tracking.uri, summary, table, plot)
     create_markdown_artifact(
         markdown=f"# reskd summary: {cfg.pipeline.dataset}\n\n{table}",
         key=f"reskd-summary-{slug(cfg.pipeline.dataset)}",
@@ -196,19 +192,12 @@ def run_cached(stage: Any, artifact: Any, *args: Any) -> dict:
 
 
 def resolve_config(
-    config: Config | None, recipe: str, overrides: list[str], tracking_uri: str | None
+    config: Config | None, recipe: str, overrides: list[str] | None, tracking_uri: str | None
 ) -> Config:
-    """The run's config: the given model, else the recipe file; then overrides and the tracking URI."""
-    cfg = load_config(recipe_path(recipe), overrides) if config is None else with_overrides(config, overrides)
-    if tracking_uri:
-        cfg = with_overrides(cfg, [f"tracking.uri={tracking_uri}"])
-    # Local paths are pinned to absolute ones: flow runs, Ray workers and later reruns start elsewhere.
-    pinned = []
-    if "://" not in cfg.storage.root:
-        pinned.append(f"storage.root={Path(cfg.storage.root).resolve()}")
-    if (uri := resolve_uri(cfg.tracking.uri)) != cfg.tracking.uri:
-        pinned.append(f"tracking.uri={uri}")
-    return with_overrides(cfg, pinned)
+    """The run's config from the flow's parameters, built once: the given model, else the recipe file;
+    then ``overrides`` and the tracking URI; local paths pinned (:func:`flows.run_config.build_config`)."""
+    values = {"tracking.uri": tracking_uri} if tracking_uri else None
+    return build_config(recipe if config is None else config, overrides, values)
 
 
 @flow(name="reskd")
@@ -221,6 +210,10 @@ def full(
 ) -> dict:
     """Run the whole ResKD pipeline on one dataset.
 
+    The CLI hands over a built ``config``; a deployment run (``prefect deployment run reskd/full --param
+    ...``) gives ``recipe`` and ``overrides`` instead. Either way the config is built here once, and the
+    stages below take it as it is.
+
     Args:
         config: the whole configuration (validated); None takes ``recipe`` plus ``overrides``.
         dataset_uri: a folder (local or s3://) holding ``annotations`` + videos, or ready shards with a
@@ -230,11 +223,11 @@ def full(
         overrides: ``key.path=value`` settings applied on top.
     """
     log = get_run_logger()
-    cfg = resolve_config(config, recipe, overrides or [], tracking_uri)
+    cfg = resolve_config(config, recipe, overrides, tracking_uri)
     if dataset_uri is None:
         dataset_uri = make_demo_data(cfg)
     cfg = datasets.named(cfg, dataset_uri)
-    parent = pipeline_tracking.start_parent_run(
+    parent = tracking.start_parent_run(
         cfg,
         tags={
             "prefect.flow_run_id": str(flow_run.id or ""),
@@ -278,10 +271,10 @@ def full(
 
         result = summary_stage(cfg, rows, parent, fingerprint, info["shards_uri"])
         log.info("summary:\n%s", result["table"])
-        pipeline_tracking.end_parent_run(parent, "FINISHED", cfg.tracking.uri)
+        tracking.end_parent_run(parent, "FINISHED", cfg.tracking.uri)
         return result
     except BaseException as e:
-        pipeline_tracking.end_parent_run(parent, "FAILED", cfg.tracking.uri, error=f"{type(e).__name__}: {e}")
+        tracking.end_parent_run(parent, "FAILED", cfg.tracking.uri, error=f"{type(e).__name__}: {e}")
         raise
 
 

@@ -18,10 +18,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.ray_logging import HOOK
 from reskd_core.config import Config
+
+if TYPE_CHECKING:
+    from reskd_core.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -52,112 +55,6 @@ class TrainResult:
         return asdict(self)
 
 
-# ---------------------------------------------------------------- checks before any work
-
-
-@dataclass
-class _Inputs:
-    cfg: Config
-    num_classes: int
-    class_names: list[str]
-    teacher_checkpoint: str | None
-    teacher_run_id: str | None
-
-
-def check_inputs(
-    cfg: Config, role: str, teacher_checkpoint: str | None = None, tags: dict[str, str] | None = None
-) -> _Inputs:
-    """Everything that can be wrong before training starts, each error naming the field or file.
-
-    For a student, the teacher's architecture and resolution are taken from its checkpoint (the teacher
-    must see clips at the resolution it was trained at).
-    """
-    from reskd_core.checkpoint import checkpoint_config, load_checkpoint
-    from reskd_core.data.shards import read_manifest
-    from reskd_core.models import MODELS
-
-    if role not in ("teacher", "student"):
-        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
-    cfg = with_absolute_paths(cfg)
-    teacher_checkpoint = _absolute(teacher_checkpoint)
-    if cfg.resources.workers < 1:
-        raise ValueError("resources.workers must be >= 1 to train on Ray")
-    spec = cfg.teacher if role == "teacher" else cfg.student
-    if spec.name not in MODELS:
-        raise ValueError(f"{role}.name: unknown model {spec.name!r}; known models: {', '.join(MODELS)}")
-    try:
-        manifest = read_manifest(cfg.data.shards)
-    except FileNotFoundError:
-        raise ValueError(f"data.shards: no shards at {cfg.data.shards} (run `reskd extract` first)") from None
-    except ValueError as e:
-        raise ValueError(f"data.shards: {e}") from None
-    names = list(manifest["class_names"])
-    for split in (cfg.data.train_split, cfg.data.val_split):
-        if split not in manifest.get("splits", {}):
-            raise ValueError(
-                f"data: split {split!r} is not in the shards at {cfg.data.shards} "
-                f"(they hold {', '.join(manifest.get('splits', {})) or 'none'})"
-            )
-    if cfg.num_classes is not None and cfg.num_classes != len(names):
-        raise ValueError(
-            f"num_classes is {cfg.num_classes} but the shards at {cfg.data.shards} have {len(names)} classes"
-        )
-    teacher_run_id = (tags or {}).get("reskd.teacher_run_id")
-    ckpt = teacher_checkpoint or (cfg.teacher.checkpoint if role == "student" else None)
-    if role == "student" and cfg.kd.method != "none":
-        if not ckpt:
-            raise ValueError(f"kd.method={cfg.kd.method!r} needs a teacher: set teacher.checkpoint")
-        state = load_checkpoint(ckpt)
-        if state["num_classes"] != len(names):
-            raise ValueError(
-                f"teacher.checkpoint {ckpt} has {state['num_classes']} classes, the shards {len(names)}"
-            )
-        trained = checkpoint_config(state)
-        teacher_spec = trained.teacher if state["role"] == "teacher" else trained.student
-        if (teacher_spec.name, teacher_spec.resolution) != (cfg.teacher.name, cfg.teacher.resolution):
-            log.info(
-                "teacher from %s: %s at %dpx (config said %s at %dpx)",
-                ckpt,
-                teacher_spec.name,
-                teacher_spec.resolution,
-                cfg.teacher.name,
-                cfg.teacher.resolution,
-            )
-        cfg = cfg.model_copy(update={"teacher": teacher_spec.model_copy(update={"checkpoint": ckpt})})
-        teacher_run_id = teacher_run_id or state.get("mlflow_run_id")
-        if cfg.student.resolution > cfg.teacher.resolution:
-            raise ValueError(
-                f"student.resolution {cfg.student.resolution} is above the teacher's "
-                f"{cfg.teacher.resolution}: clips are read at the teacher's and down-sampled"
-            )
-    elif role == "student":
-        ckpt = None
-        if cfg.student.resolution > cfg.teacher.resolution:
-            raise ValueError(
-                f"student.resolution {cfg.student.resolution} is above teacher.resolution "
-                f"{cfg.teacher.resolution}: clips are read at the teacher's and down-sampled"
-            )
-    return _Inputs(cfg, len(names), names, ckpt, teacher_run_id)
-
-
-def _absolute(path: str | None) -> str | None:
-    if path is None or "://" in path:
-        return path
-    return str(Path(path).resolve())
-
-
-def with_absolute_paths(cfg: Config) -> Config:
-    """Local paths made absolute: Ray workers run in another directory (the run's trial dir)."""
-    data = cfg.data.model_copy(update={"shards": _absolute(cfg.data.shards)})
-    models = {
-        role: spec.model_copy(
-            update={"pretrained": _absolute(spec.pretrained), "checkpoint": _absolute(spec.checkpoint)}
-        )
-        for role, spec in (("teacher", cfg.teacher), ("student", cfg.student))
-    }
-    return cfg.model_copy(update={"data": data, **models})
-
-
 # ---------------------------------------------------------------- Ray plumbing
 
 
@@ -182,7 +79,7 @@ def ensure_ray(address: str | None) -> None:
         # Ray would write ~/.ray/auth_token for a new local cluster, which turns token auth on for every
         # later `ray start` on this machine; a token in this process's environment does not leak
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    from flows.stack.procs import SERVICE_VAR, STACK_ID_VAR
+    from reskd_stack.procs import SERVICE_VAR, STACK_ID_VAR
 
     # The local stack's markers name the process that carries them: a Ray worker belongs to its Ray node,
     # not to this driver (passed on, stopping the driver's service would take the Ray workers along).
@@ -246,38 +143,72 @@ def train_on_ray(
     thread as epochs finish. Raises ``ValueError`` before any work for bad inputs and ``RuntimeError``
     when training fails past ``resources.max_failures`` restarts.
     """
+    from flows import tracking
+    from reskd_core.config import pin_paths
+    from reskd_core.job import check_job
+
+    if cfg.resources.workers < 1:
+        raise ValueError("resources.workers must be >= 1 to train on Ray")
+    if teacher_checkpoint:
+        cfg = cfg.model_copy(
+            update={"teacher": cfg.teacher.model_copy(update={"checkpoint": teacher_checkpoint})}
+        )
+    # the CLI and the flows hand over pinned configs; this makes a direct call (a notebook, a test) the
+    # same boundary. Pinning twice changes nothing.
+    cfg = pin_paths(cfg)
+    job = check_job(cfg, role)
+    cfg, spec = job.cfg, job.spec
+    teacher_run_id = (tags or {}).get("reskd.teacher_run_id") or job.teacher_run_id
+    run_tags, params = _run_metadata(job, teacher_run_id, tags or {})
+    with tracking.training_run(
+        cfg, role, run_name, parent_run_id=parent_run_id, tags=run_tags, params=params
+    ) as run:
+        run_id = run.run_id
+        result = _fit(cfg, role, run_name, run_id, progress)
+        drop_unregistered_checkpoints(result)
+        best_uri, latest_uri, latest_state, metrics, model_uri = _record_results(cfg, role, run_id, result)
+    summary = result.return_value or {}
+    start_epoch = int(summary.get("start_epoch", 0))
+    out = TrainResult(
+        mlflow_run_id=run_id,
+        best_checkpoint=best_uri,
+        metrics=metrics,
+        gflops=float(summary.get("gflops", 0.0)),
+        videos_per_s=summary.get("videos_per_s"),
+        epochs_done=int(summary.get("epochs_done", latest_state["epoch"])),
+        resumed=start_epoch > 0,
+        run_name=run_name,
+        role=role,
+        resolution=spec.resolution,
+        model_uri=model_uri,
+        latest_checkpoint=latest_uri,
+        teacher_run_id=teacher_run_id,
+        history=list(latest_state.get("history") or []),
+    )
+    log.info(
+        "%s %s: %s (best %s, %d epochs, resumed=%s)",
+        role,
+        run_name,
+        metrics,
+        best_uri,
+        out.epochs_done,
+        out.resumed,
+    )
+    return out
+
+
+def _fit(
+    cfg: Config, role: str, run_name: str, run_id: str, progress: Callable[[int, int], None] | None
+) -> Any:
+    """Run the Ray Train job (the workers log into MLflow run ``run_id``); a failure past
+    ``resources.max_failures`` restarts is a ``RuntimeError`` naming the job."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from flows import tracking
     from flows.ray_worker import train_worker
-    from reskd_core.losses import kd_weight
     from reskd_core.train import total_epochs
 
-    inputs = check_inputs(cfg, role, teacher_checkpoint, tags)
-    cfg = inputs.cfg
-    spec = cfg.teacher if role == "teacher" else cfg.student
-    tracking_uri = tracking.resolve_uri(cfg.tracking.uri)
-    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": tracking_uri})})
-    run_tags = {
-        "reskd.model": spec.name,
-        "reskd.resolution": str(spec.resolution),
-        "reskd.kd": cfg.kd.method if role == "student" else "none",
-        **(tags or {}),
-    }
-    params = {"reskd.role": role}
-    if role == "student":
-        # kd.weight is null when the method's default is used: record the lambda actually trained with
-        params["kd.weight_effective"] = str(kd_weight(cfg.kd.method, cfg.kd.weight))
-        params["reskd.teacher_checkpoint"] = inputs.teacher_checkpoint or "none"
-        if inputs.teacher_run_id:
-            run_tags["reskd.teacher_run_id"] = inputs.teacher_run_id
-            params["reskd.teacher_run_id"] = inputs.teacher_run_id
-    run_id, _reopened = tracking.start_training_run(
-        cfg, role, run_name, parent_run_id=parent_run_id, tags=run_tags, params=params
-    )
     storage_path, storage_fs = storage_location(cfg.storage.root)
-    epochs = total_epochs(cfg, role)
     try:
         ensure_ray(cfg.resources.ray_address)
         resources = {"CPU": cfg.resources.cpus_per_worker}
@@ -285,16 +216,12 @@ def train_on_ray(
             resources["GPU"] = cfg.resources.gpus_per_worker or 1.0
         trainer = TorchTrainer(
             train_worker,
+            # the config and the run's identity only: the workers derive everything else (check_job)
             train_loop_config={
                 "cfg": cfg.model_dump(mode="json"),
                 "role": role,
                 "run_name": run_name,
                 "mlflow_run_id": run_id,
-                "tracking_uri": tracking_uri,
-                "num_classes": inputs.num_classes,
-                "class_names": inputs.class_names,
-                "teacher_checkpoint": inputs.teacher_checkpoint,
-                "teacher_run_id": inputs.teacher_run_id,
             },
             scaling_config=ScalingConfig(
                 num_workers=cfg.resources.workers,
@@ -313,51 +240,34 @@ def train_on_ray(
                 ),
             ),
         )
-        with _poll_progress(tracking_uri, run_id, epochs, progress):
+        with _poll_progress(cfg.tracking.uri, run_id, total_epochs(cfg, role), progress):
             result = trainer.fit()
         if result.error is not None:
             raise result.error
-    except Exception as e:
-        tracking.end_run(tracking_uri, run_id, "FAILED", f"{type(e).__name__}: {e}")
-        if isinstance(e, ValueError):
-            raise
-        raise RuntimeError(f"training job {run_name} ({role}) failed: {e}") from e
-
-    drop_unregistered_checkpoints(result)
-    try:
-        best_uri, latest_uri, latest_state, metrics, model_uri = _record_results(cfg, role, run_id, result)
-        tracking.end_run(tracking_uri, run_id, "FINISHED")
-    except Exception as e:
-        tracking.end_run(tracking_uri, run_id, "FAILED", f"{type(e).__name__}: {e}")
+    except ValueError:
         raise
-    summary = result.return_value or {}
-    start_epoch = int(summary.get("start_epoch", 0))
-    out = TrainResult(
-        mlflow_run_id=run_id,
-        best_checkpoint=best_uri,
-        metrics=metrics,
-        gflops=float(summary.get("gflops", 0.0)),
-        videos_per_s=summary.get("videos_per_s"),
-        epochs_done=int(summary.get("epochs_done", latest_state["epoch"])),
-        resumed=start_epoch > 0,
-        run_name=run_name,
-        role=role,
-        resolution=spec.resolution,
-        model_uri=model_uri,
-        latest_checkpoint=latest_uri,
-        teacher_run_id=inputs.teacher_run_id,
-        history=list(latest_state.get("history") or []),
-    )
-    log.info(
-        "%s %s: %s (best %s, %d epochs, resumed=%s)",
-        role,
-        run_name,
-        metrics,
-        best_uri,
-        out.epochs_done,
-        out.resumed,
-    )
-    return out
+    except Exception as e:
+        raise RuntimeError(f"training job {run_name} ({role}) failed: {e}") from e
+    return result
+
+
+def _run_metadata(job: Job, teacher_run_id: str | None, tags: dict[str, str]) -> tuple[dict, dict]:
+    """``(tags, params)`` the job's MLflow run gets besides the config's params."""
+
+    cfg, role = job.cfg, job.role
+    run_tags = {
+        "reskd.model": job.spec.name,
+        "reskd.resolution": str(job.spec.resolution),
+        "reskd.kd": cfg.kd.method if role == "student" else "none",
+        **tags,
+    }
+    params = {"reskd.role": role}
+    if role == "student":
+        params["reskd.teacher_checkpoint"] = job.teacher_checkpoint or "none"
+        if teacher_run_id:
+            run_tags["reskd.teacher_run_id"] = teacher_run_id
+            params["reskd.teacher_run_id"] = teacher_run_id
+    return run_tags, params
 
 
 def _record_results(

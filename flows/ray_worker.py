@@ -1,6 +1,7 @@
 """The Ray Train worker: one DDP rank of a teacher or student training job (``train_loop_per_worker``).
 
-Each rank reads its own part of the shards, builds the model (DDP over gloo on CPU, NCCL on GPU through
+Each rank checks the job again (:func:`reskd_core.job.check_job`: its classes and teacher), reads its own
+part of the shards, builds the model (DDP over gloo on CPU, NCCL on GPU through
 ``ray.train.torch.prepare_model``) and, for a student, the frozen teacher; resumes from
 ``ray.train.get_checkpoint()`` when Ray restarts the job or a rerun finds its checkpoints; then runs
 :func:`reskd_core.train.fit`. Every epoch, rank 0 logs the metrics to MLflow and every rank calls
@@ -16,22 +17,25 @@ from reskd_core.config import Config
 
 
 def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
-    """``train_loop_per_worker``: build data, model (DDP) and teacher, resume, :func:`fit`, report."""
+    """``train_loop_per_worker``: build data, model (DDP) and teacher, resume, :func:`fit`, report.
+
+    ``config`` holds the dumped, checked :class:`Config` (``cfg``), the ``role`` and the run's identity
+    (``mlflow_run_id``, ``run_name``); the rest comes from :func:`reskd_core.job.check_job` on this rank.
+    """
     import ray.train
     import ray.train.torch
     import torch
 
     from reskd_core.checkpoint import FILENAME, load_checkpoint, model_from_checkpoint
-    from reskd_core.data.dataset import ClipDataset
-    from reskd_core.evaluate import load_resolution
     from reskd_core.flops import count_gflops
-    from reskd_core.models import build_model
-    from reskd_core.models.weights import load_pretrained
+    from reskd_core.job import check_job, make_loaders, model_for
     from reskd_core.throughput import measure_throughput
     from reskd_core.train import fit, place_model
 
-    cfg = Config.model_validate(config["cfg"])
-    role, uri = config["role"], config["tracking_uri"]
+    # the driver ran the same checks; on this rank they also give the job's facts (classes, teacher)
+    job = check_job(Config.model_validate(config["cfg"]), config["role"])
+    cfg, role, spec = job.cfg, job.role, job.spec
+    uri = cfg.tracking.uri  # made absolute by the driver
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     run_id = config["mlflow_run_id"] if rank == 0 else None  # only rank 0 talks to MLflow
@@ -40,33 +44,13 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     torch.set_num_threads(max(1, int(cfg.resources.cpus_per_worker)))
     device = ray.train.torch.get_device()
 
-    def loader(split: str, train: bool):
-        ds = ClipDataset(cfg.data.shards, split, cfg.data, load_resolution(cfg), train, rank, world, cfg.seed)
-        workers = cfg.data.loader_workers
-        return torch.utils.data.DataLoader(
-            ds,
-            batch_size=cfg.data.batch_size,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=workers > 0,
-        )
-
-    train_loader, val_loader = loader(cfg.data.train_split, True), loader(cfg.data.val_split, False)
-    spec = cfg.teacher if role == "teacher" else cfg.student
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = build_model(
-        spec.name,
-        num_classes=config["num_classes"],
-        num_frames=cfg.data.num_segments,
-        width=spec.width,
-        dropout=spec.dropout,
-    )
-    if spec.pretrained:
-        load_pretrained(model, spec.pretrained)
+    train_loader, val_loader = make_loaders(cfg, rank, world, pin_memory=device.type == "cuda")
+    # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = model_for(cfg, role, job.num_classes, seed=cfg.seed)
     model = ray.train.torch.prepare_model(place_model(model, device, cfg.resources), move_to_device=False)
     teacher = None
-    if config.get("teacher_checkpoint"):
-        teacher, _ = model_from_checkpoint(load_checkpoint(config["teacher_checkpoint"]))
+    if job.teacher_checkpoint:
+        teacher, _ = model_from_checkpoint(load_checkpoint(job.teacher_checkpoint))
         teacher = place_model(teacher, device, cfg.resources)
 
     resume = None
@@ -86,8 +70,8 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
 
     extra = {
         "mlflow_run_id": config["mlflow_run_id"],
-        "teacher_checkpoint": config.get("teacher_checkpoint"),
-        "teacher_run_id": config.get("teacher_run_id"),
+        "teacher_checkpoint": job.teacher_checkpoint,
+        "teacher_run_id": job.teacher_run_id,
         "run_name": config["run_name"],
     }
     result = fit(
@@ -96,11 +80,11 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         model,
         train_loader,
         val_loader,
-        num_classes=config["num_classes"],
+        num_classes=job.num_classes,
         device=device,
         teacher=teacher,
         resume=resume,
-        class_names=config["class_names"],
+        class_names=list(job.class_names),
         world_size=world,
         rank=rank,
         on_epoch_end=on_epoch_end,
@@ -119,12 +103,15 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         warmup=1,
         iters=3,
         rounds=1,
-        num_classes=config["num_classes"],
+        num_classes=job.num_classes,
         width=spec.width,
     )[0]
     if run_id:
         tracking.log_metrics(
-            uri, run_id, {"gflops": gflops, "videos_per_s": speed["videos_per_s"]}, step=result.epochs_done
+            uri,
+            run_id,
+            {"gflops_per_video": gflops, "videos_per_s": speed["videos_per_s"]},
+            step=result.epochs_done,
         )
     return {
         "start_epoch": result.start_epoch,

@@ -24,7 +24,7 @@ from torch import nn
 
 from reskd_core.config import Config
 from reskd_core.data import storage
-from reskd_core.models import VideoClassifier, build_model
+from reskd_core.models import VideoClassifier
 
 log = logging.getLogger(__name__)
 
@@ -196,15 +196,11 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[VideoClassifier, int]:
 
     The stored config's teacher or student section (by the checkpoint's role) names the architecture.
     """
+    from reskd_core.job import model_for, spec_for  # job.py builds on this module: import at use
+
     cfg = checkpoint_config(state)
-    spec = cfg.teacher if state["role"] == "teacher" else cfg.student
-    model = build_model(
-        spec.name,
-        num_classes=state["num_classes"],
-        num_frames=cfg.data.num_segments,
-        width=spec.width,
-        dropout=spec.dropout,
-    )
+    spec = spec_for(cfg, state["role"])
+    model = model_for(cfg, state["role"], state["num_classes"], pretrained=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:

@@ -353,3 +353,40 @@ def flatten(config: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, s
         else:
             out[key] = "null" if v is None else str(v)
     return out
+
+
+def pin_uri(uri: str) -> str:
+    """A relative ``sqlite:///file.db`` tracking URI made absolute; any other URI as it is."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def pin_paths(config: Config) -> Config:
+    """``config`` with its local paths made absolute against the current directory: the storage root, the
+    shards, the models' weight files and a relative SQLite tracking URI.
+
+    Called once where a config enters (a CLI command, a flow run): Prefect flow runs, Ray workers and
+    later reruns start in other directories. URIs (``s3://``, ``http://``) stay as they are; pinning a
+    pinned config changes nothing. (``demo.root`` stays as written: its settings digest names the demo
+    data, see ``flows.datasets.demo_root``.)
+    """
+
+    def local(path: str | None) -> str | None:
+        return path if path is None or "://" in path else str(Path(path).resolve())
+
+    def weights(spec: ModelConfig) -> ModelConfig:
+        return spec.model_copy(
+            update={"pretrained": local(spec.pretrained), "checkpoint": local(spec.checkpoint)}
+        )
+
+    return config.model_copy(
+        update={
+            "storage": config.storage.model_copy(update={"root": local(config.storage.root)}),
+            "tracking": config.tracking.model_copy(update={"uri": pin_uri(config.tracking.uri)}),
+            "data": config.data.model_copy(update={"shards": local(config.data.shards)}),
+            "teacher": weights(config.teacher),
+            "student": weights(config.student),
+        }
+    )

@@ -226,6 +226,7 @@ def evaluate_checkpoint(
     """
     from reskd_core.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
     from reskd_core.data.dataset import ClipDataset
+    from reskd_core.job import spec_for
 
     state = load_checkpoint(checkpoint)
     model, resolution = model_from_checkpoint(state)
@@ -244,7 +245,7 @@ def evaluate_checkpoint(
     if total:
         total(len(ds))
     loader = torch.utils.data.DataLoader(ds, batch_size=data.batch_size, num_workers=data.loader_workers)
-    spec = trained.teacher if state["role"] == "teacher" else trained.student
+    spec = spec_for(trained, state["role"])
     metrics = evaluate_model(
         model,
         loader,

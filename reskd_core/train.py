@@ -1,6 +1,7 @@
-"""Teacher pretraining and ResKD student training: optimizer, schedule, one epoch, and the ``fit`` loop.
+"""Teacher pretraining and ResKD student training: one epoch and the ``fit`` loop (the optimizer and
+schedule are :mod:`reskd_core.optim`).
 
-Pure PyTorch: no Ray, Prefect or MLflow here. The Ray worker (``flows/ray_train.py``) builds the data
+Pure PyTorch: no Ray, Prefect or MLflow here. The Ray worker (``flows/ray_worker.py``) builds the data
 loaders and the (DDP-wrapped) model, then calls :func:`fit` with an ``on_epoch_end`` callback that reports
 metrics and the checkpoint; tests call :func:`fit` directly on in-memory data.
 
@@ -26,81 +27,19 @@ import torch
 from torch import nn
 
 from reskd_core.checkpoint import FILENAME, build_state, restore_rng, save_checkpoint, unwrap
-from reskd_core.config import Config, DataConfig, KDConfig, OptimConfig, ResourcesConfig
+from reskd_core.config import Config, DataConfig, KDConfig, ResourcesConfig
 from reskd_core.distill import distill_loss, prepare_teacher
 from reskd_core.evaluate import evaluate_model, primary_metric, scalar_metrics
+from reskd_core.job import ROLES, spec_for
 from reskd_core.losses import kd_weight
+from reskd_core.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-ROLES = ("teacher", "student")
 EpochCallback = Callable[[int, dict[str, float], str | None], None]
 
 
-# ---------------------------------------------------------------- optimizer and schedule
-
-
-def scaled_lr(optim: OptimConfig, global_batch: int) -> float:
-    """Linear scaling rule: ``lr * global_batch / lr_batch``."""
-    return optim.lr * global_batch / optim.lr_batch
-
-
-def param_groups(model: nn.Module, optim: OptimConfig, lr: float) -> list[dict[str, Any]]:
-    """Up to four groups: backbone vs head (``backbone_lr_mult``) x decayed vs not.
-
-    With ``no_decay_norm_bias``, 1-d parameters (norm scales and shifts, biases) get no weight decay.
-    """
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, p in unwrap(model).named_parameters():
-        if not p.requires_grad:
-            continue
-        backbone = name.startswith("backbone.")
-        decay = not (optim.no_decay_norm_bias and p.ndim <= 1)
-        groups.setdefault((backbone, decay), []).append(p)
-    out = []
-    for (backbone, decay), params in sorted(groups.items()):
-        out.append(
-            {
-                "params": params,
-                "lr": lr * (optim.backbone_lr_mult if backbone else 1.0),
-                "weight_decay": optim.weight_decay if decay else 0.0,
-                "name": f"{'backbone' if backbone else 'head'}{'' if decay else '_no_decay'}",
-            }
-        )
-    return out
-
-
-def build_optimizer(model: nn.Module, optim: OptimConfig, global_batch: int) -> torch.optim.Optimizer:
-    """SGD (Nesterov momentum) or AdamW over :func:`param_groups` at the linearly scaled lr."""
-    groups = param_groups(model, optim, scaled_lr(optim, global_batch))
-    if optim.name == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=groups[0]["lr"],
-            momentum=optim.momentum,
-            nesterov=optim.nesterov and optim.momentum > 0,
-        )
-    return torch.optim.AdamW(groups, lr=groups[0]["lr"])
-
-
-def warmup_cosine(warmup_iters: int, total_iters: int) -> Callable[[int], float]:
-    """lr factor at iteration ``i``: linear up to 1 over ``warmup_iters``, then cosine down to 0."""
-    total_iters = max(total_iters, 1)
-
-    def factor(i: int) -> float:
-        if i < warmup_iters:
-            return (i + 1) / warmup_iters
-        progress = (i - warmup_iters) / max(total_iters - warmup_iters, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, warmup_iters: int, total_iters: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-iteration warm-up + cosine schedule (call ``step()`` after every optimizer step)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_iters, total_iters))
+# ---------------------------------------------------------------- loss mode and device
 
 
 def classification_mode(data: DataConfig) -> str:
@@ -266,6 +205,26 @@ def _steps_per_epoch(batches: Iterable, steps_per_epoch: int | None) -> int:
         raise ValueError("fit needs steps_per_epoch for a loader without len()") from None
 
 
+@dataclass
+class _FitState:
+    """What the fit loop carries from epoch to epoch, and what each epoch's checkpoint holds."""
+
+    cfg: Config
+    role: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    num_classes: int
+    class_names: list[str] | None
+    rank: int
+    extra_state: dict[str, Any]
+    start_epoch: int = 0
+    best_score: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
 def fit(
     cfg: Config,
     role: str,
@@ -307,52 +266,44 @@ def fit(
                 raise ValueError("the teacher shares parameters with the student")
     else:
         resolution, kd = cfg.teacher.resolution, KDConfig(method="none")
-    input_mode = (cfg.teacher if role == "teacher" else cfg.student).input
+    input_mode = spec_for(cfg, role).input
     amp = use_amp(cfg.resources, device)
-    global_batch = cfg.data.batch_size * world_size
-    optimizer = build_optimizer(model, cfg.optim, global_batch)
+    optimizer = build_optimizer(model, cfg.optim, cfg.data.batch_size * world_size)
     steps = _steps_per_epoch(train_batches, steps_per_epoch)
-    scheduler = build_scheduler(optimizer, round(cfg.schedule.warmup_epochs * steps), epochs * steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    state = _FitState(
+        cfg=cfg,
+        role=role,
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, round(cfg.schedule.warmup_epochs * steps), epochs * steps),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp),
+        num_classes=num_classes,
+        class_names=class_names,
+        rank=rank,
+        extra_state=extra_state or {},
+    )
     cls_mode = classification_mode(cfg.data)
     multi_label = cfg.data.multi_label
 
-    start_epoch, best_score, best_epoch, history = 0, None, None, []
     torch.manual_seed(cfg.seed + rank)
     if resume is not None:
-        if resume.get("role") != role:
-            raise ValueError(f"cannot resume a {role} job from a {resume.get('role')} checkpoint")
-        unwrap(model).load_state_dict(resume["model"])
-        if resume.get("optimizer"):
-            optimizer.load_state_dict(resume["optimizer"])
-        if resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
-        if resume.get("scaler"):
-            scaler.load_state_dict(resume["scaler"])
-        start_epoch = int(resume["epoch"])
-        best = resume.get("best") or {}
-        best_score, best_epoch = best.get("score"), best.get("epoch")
-        history = list(resume.get("history") or [])
-        if "rng" in resume:
-            restore_rng(resume["rng"])
-        if rank:  # the stored generator is rank 0's; other ranks need their own stream
-            torch.manual_seed(cfg.seed + rank + 1000 * start_epoch)
-        log.info("%s: resuming after epoch %d of %d", role, start_epoch, epochs)
+        _resume(state, resume)
+        log.info("%s: resuming after epoch %d of %d", role, state.start_epoch, epochs)
 
-    last: dict[str, float] = dict(history[-1]) if history else {}
-    for epoch in range(start_epoch, epochs):
+    last: dict[str, float] = dict(state.history[-1]) if state.history else {}
+    for epoch in range(state.start_epoch, epochs):
         _set_epoch(train_batches, epoch)
         train = train_one_epoch(
             model,
             train_batches,
-            optimizer,
-            scheduler,
+            state.optimizer,
+            state.scheduler,
             device=device,
             resolution=resolution,
             kd=kd,
             teacher=teacher,
             cls_mode=cls_mode,
-            scaler=scaler,
+            scaler=state.scaler,
             amp=amp,
             clip_grad=cfg.optim.clip_grad,
             progress=progress,
@@ -373,10 +324,10 @@ def fit(
             )
             metrics.update(scalar_metrics(evaluation, "val_"))
             score = primary_metric(evaluation, multi_label)
-            if best_score is None or score > best_score:
-                best_score, best_epoch = score, epoch + 1
+            if state.best_score is None or score > state.best_score:
+                state.best_score, state.best_epoch = score, epoch + 1
         metrics["val_score"] = primary_metric(evaluation, multi_label) if evaluation else -1.0
-        history.append(metrics)
+        state.history.append(metrics)
         last = metrics
         if rank == 0:
             log.info(
@@ -386,68 +337,59 @@ def fit(
                 epochs,
                 " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
             )
-        _finish_epoch(
-            cfg,
-            role,
-            model,
-            optimizer,
-            scheduler,
-            scaler,
-            epoch,
-            metrics,
-            evaluation,
-            history,
-            best_score,
-            best_epoch,
-            num_classes,
-            class_names,
-            rank,
-            on_epoch_end,
-            extra_state,
-        )
-    return FitResult(start_epoch, epochs, best_score, best_epoch, last, history)
+        _finish_epoch(state, epoch, metrics, evaluation, on_epoch_end)
+    return FitResult(state.start_epoch, epochs, state.best_score, state.best_epoch, last, state.history)
+
+
+def _resume(state: _FitState, resume: dict[str, Any]) -> None:
+    """Model, optimizer, schedule, scaler, best epoch, history and RNG from a loaded checkpoint."""
+    if resume.get("role") != state.role:
+        raise ValueError(f"cannot resume a {state.role} job from a {resume.get('role')} checkpoint")
+    unwrap(state.model).load_state_dict(resume["model"])
+    if resume.get("optimizer"):
+        state.optimizer.load_state_dict(resume["optimizer"])
+    if resume.get("scheduler"):
+        state.scheduler.load_state_dict(resume["scheduler"])
+    if resume.get("scaler"):
+        state.scaler.load_state_dict(resume["scaler"])
+    state.start_epoch = int(resume["epoch"])
+    best = resume.get("best") or {}
+    state.best_score, state.best_epoch = best.get("score"), best.get("epoch")
+    state.history = list(resume.get("history") or [])
+    if "rng" in resume:
+        restore_rng(resume["rng"])
+    if state.rank:  # the stored generator is rank 0's; other ranks need their own stream
+        torch.manual_seed(state.cfg.seed + state.rank + 1000 * state.start_epoch)
 
 
 def _finish_epoch(
-    cfg,
-    role,
-    model,
-    optimizer,
-    scheduler,
-    scaler,
-    epoch,
-    metrics,
-    evaluation,
-    history,
-    best_score,
-    best_epoch,
-    num_classes,
-    class_names,
-    rank,
-    on_epoch_end,
-    extra_state,
+    state: _FitState,
+    epoch: int,
+    metrics: dict[str, float],
+    evaluation: dict[str, Any] | None,
+    on_epoch_end: EpochCallback | None,
 ) -> None:
     """Checkpoint on rank 0 into a temporary dir, hand it to the callback, then delete the dir."""
-    tmp = tempfile.mkdtemp(prefix="reskd-ckpt-") if rank == 0 else None
+    tmp = tempfile.mkdtemp(prefix="reskd-ckpt-") if state.rank == 0 else None
     try:
         if tmp is not None:
-            state = build_state(
-                role=role,
-                model=model,
-                config=cfg,
+            checkpoint = build_state(
+                role=state.role,
+                model=state.model,
+                config=state.cfg,
                 epoch=epoch + 1,
-                num_classes=num_classes,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                class_names=class_names,
+                num_classes=state.num_classes,
+                optimizer=state.optimizer,
+                scheduler=state.scheduler,
+                scaler=state.scaler,
+                class_names=state.class_names,
                 metrics=metrics,
                 evaluation=evaluation,
-                history=history,
-                best={"score": best_score, "epoch": best_epoch},
-                **(extra_state or {}),
+                history=state.history,
+                best={"score": state.best_score, "epoch": state.best_epoch},
+                **state.extra_state,
             )
-            save_checkpoint(state, f"{tmp}/{FILENAME}")
+            save_checkpoint(checkpoint, f"{tmp}/{FILENAME}")
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, metrics, tmp)
     finally:

@@ -55,3 +55,33 @@ def test_throughput_json_rows():
     rows = json.loads(out.stdout)
     assert [r["resolution"] for r in rows] == [112, 56]
     assert all(r["videos_per_s"] > 0 and r["device"].startswith("cpu") for r in rows)
+
+
+def test_extract_options_come_from_the_config_fields():
+    from reskd_core.config import ExtractConfig
+
+    out = runner.invoke(app, ["extract", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    for name, field in ExtractConfig.model_fields.items():
+        if name != "annotations":  # the command's argument
+            assert f"--{name.replace('_', '-')}" in out.stdout, name
+        if field.description and name != "annotations":
+            assert field.description.split(";")[0][:40] in " ".join(out.stdout.split()), name
+    assert "--timeout" in out.stdout and "--config" in out.stdout and "--set" in out.stdout
+
+
+def test_bad_generated_option_names_the_config_field(tmp_path):
+    out = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--classes", "40"], env={"COLUMNS": "200"})
+    assert out.exit_code == 2 and "demo.classes" in out.stdout
+    assert not (tmp_path / "d").exists()
+
+
+def test_every_command_has_help():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    names = [[n] for n in group.commands if n not in ("benchmark", "stack")]
+    names += [["benchmark", "throughput"], ["stack", "--help"]]
+    for args in names:
+        out = runner.invoke(app, [*args, "--help"] if args[-1] != "--help" else args)
+        assert out.exit_code == 0, (args, out.output)

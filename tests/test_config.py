@@ -57,3 +57,45 @@ def test_every_recipe_in_configs_loads():
     assert len(recipes) >= 7
     for path in recipes:
         load_config(path)
+
+
+def test_pin_paths_makes_local_paths_absolute_and_keeps_uris(tmp_path, monkeypatch):
+    from reskd_core.config import pin_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(
+        None,
+        [
+            "storage.root=runs",
+            "tracking.uri=sqlite:///mlflow.db",
+            "data.shards=shards",
+            "teacher.pretrained=w/r50.pth",
+            "student.checkpoint=s3://bucket/ck.pt",
+        ],
+    )
+    pinned = pin_paths(cfg)
+    assert pinned.storage.root == str(tmp_path.resolve() / "runs")
+    assert pinned.tracking.uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert pinned.data.shards == str(tmp_path.resolve() / "shards")
+    assert pinned.teacher.pretrained == str(tmp_path.resolve() / "w" / "r50.pth")
+    assert pinned.student.checkpoint == "s3://bucket/ck.pt" and pinned.teacher.checkpoint is None
+    assert pinned.demo.root == cfg.demo.root  # named by its settings digest: left as written
+    assert pin_paths(pinned) == pinned
+    remote = load_config(None, ["storage.root=s3://b/runs", "tracking.uri=http://mlflow:5000"])
+    assert pin_paths(remote).storage.root == "s3://b/runs"
+    assert pin_paths(remote).tracking.uri == "http://mlflow:5000"
+
+
+def test_build_config_once_from_a_recipe_or_a_config(tmp_path, monkeypatch):
+    from flows.run_config import build_config, updated
+
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config("demo_cpu", ["kd.weight=5"], {"tracking.uri": "sqlite:///t.db"})
+    assert cfg.kd.weight == 5 and cfg.tracking.uri == f"sqlite:///{tmp_path.resolve() / 't.db'}"
+    assert build_config(cfg) == cfg  # a built config passes through as it is
+    assert build_config(cfg, ["seed=3"]).seed == 3
+    with pytest.raises(ValidationError, match="num_classes"):
+        updated(cfg, {"num_classes": 1})  # typed updates are validated like overrides
+    assert updated(cfg, {"data.shards": "s3://b/x: y"}).data.shards == "s3://b/x: y"  # no YAML parsing
+    with pytest.raises(ValueError, match="unknown recipe"):
+        build_config("no_such_recipe")

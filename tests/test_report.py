@@ -5,7 +5,7 @@ import logging
 from reskd_core.config import load_config
 from reskd_core.evaluate import report_prefix, report_split
 from reskd_core.report import ResultRow, markdown_table, summarize
-from reskd_core.study import ACCURACY, accuracy_metric
+from reskd_core.study.stats import ACCURACY, accuracy_metric
 
 
 def test_results_are_reported_on_the_test_split_when_the_shards_have_one(caplog):

@@ -90,7 +90,7 @@ def running(proc: subprocess.Popen, run: Run) -> None:
 def keep_logs(stack, dest: Path) -> str:
     """Copy the stack's service logs and Ray's session logs to ``dest`` (the stack folder is purged at the
     end) and return the tails that tell a hang or a crash apart."""
-    from flows.stack.services import short_ray_temp
+    from reskd_stack.services import short_ray_temp
 
     shutil.copytree(stack.log_dir, dest / "services", dirs_exist_ok=True)
     ray_logs = short_ray_temp(stack.root, stack.stack_id) / "session_latest" / "logs"

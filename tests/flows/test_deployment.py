@@ -177,7 +177,7 @@ def test_second_registration_is_challenger_unless_it_wins(
     """The rerun hits the cache, registers the same student again: not better, so ``challenger``. A
     student that beats the champion on the same split takes ``champion``; a worse one stays challenger."""
     from flows.full import resolve_config
-    from flows.registry import register_student
+    from flows.tracking.registry import register_student
     from reskd_core.report import ResultRow
 
     states = prefect_server.final_task_states(second["id"])

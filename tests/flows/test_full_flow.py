@@ -75,8 +75,14 @@ def first_run(harness, workdir, tracking) -> FlowRun:
 
 @pytest.fixture(scope="module")
 def second_run(first_run, workdir, tracking) -> FlowRun:
-    """The same data and config again."""
-    run = run_flow(tracking, tiny_overrides(workdir, "tinyflow"))
+    """The same data and config again, handed over as a built ``Config`` (what ``reskd run`` does): the
+    stages' cache keys are the same as from the recipe and overrides."""
+    from flows.run_config import build_config
+
+    cfg = build_config("demo_cpu", tiny_overrides(workdir, "tinyflow"), {"tracking.uri": tracking})
+    t0 = time.monotonic()
+    state = full(config=cfg, return_state=True)
+    run = FlowRun(state, str(state.state_details.flow_run_id), time.monotonic() - t0)
     assert run.state.is_completed(), run.state.message
     return run
 
@@ -213,6 +219,33 @@ def test_rerun_skips_extraction_and_training(first_run, second_run, tracking):
     assert alias_version(client, MODEL, "champion") == "1"
     assert alias_version(client, MODEL, "challenger") == "2"
     assert second_run.seconds < first_run.seconds / 2, (second_run.seconds, first_run.seconds)
+
+
+@pytest.mark.slow
+def test_reskd_run_builds_the_config_once_and_hits_the_cache(second_run, workdir, tracking):
+    """``reskd run`` builds the config (recipe, ``--set``, ``--tracking-uri``) and passes it to the flow:
+    the same settings as the runs before, so every stage is cached."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    args = ["run", "--tracking-uri", tracking]
+    for o in tiny_overrides(workdir, "tinyflow"):
+        args += ["--set", o]
+    before = len(pipeline_runs(MlflowClient(tracking)))
+    out = CliRunner().invoke(app, args)
+    root = logging.getLogger()  # the command configured logging on CliRunner's stream, closed by now
+    root.handlers[:] = [h for h in root.handlers if type(h) is not logging.StreamHandler]
+    assert out.exit_code == 0, out.output
+    assert "| tsn_tiny | teacher | 64 |" in out.output
+    parents = pipeline_runs(MlflowClient(tracking))
+    assert len(parents) == before + 1
+    newest = parents[0]
+    states = task_states(newest.data.tags["prefect.flow_run_id"])
+    assert states["extract"] == ["Cached"] and states["teacher"] == ["Cached"]
+    assert states["student"] == ["Cached", "Cached"]
 
 
 @pytest.mark.slow

@@ -12,31 +12,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from flows.pipeline_tracking import evaluate_and_log
-from flows.tracking import REPORT_SPLIT_TAG, client_for, experiment_id
-from reskd_core.config import load_config
+from flows.tracking import REPORT_SPLIT_TAG, client_for, evaluate_and_log
 from reskd_core.data.dataset import ClipDataset
 from reskd_core.evaluate import evaluate_checkpoint
 from reskd_core.models import build_model
 from reskd_core.train import fit
+from tests.support.demo_config import demo_shards_config, new_run
 
 
 @pytest.fixture(scope="module")
 def trained(demo_shards, tmp_path_factory):
     """``(cfg, checkpoint, val metrics)``: a teacher trained for one epoch on the demo shards."""
     tmp = tmp_path_factory.mktemp("report-split")
-    cfg = load_config(
-        None,
-        [
-            f"data.shards={demo_shards}",
-            "data.num_segments=2",
-            "data.batch_size=4",
-            "teacher.name=tsn_tiny",
-            "teacher.resolution=64",
-            "schedule.teacher_epochs=1",
-            "optim.lr_batch=4",
-            f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        ],
+    cfg = demo_shards_config(
+        demo_shards, tmp, "data.batch_size=4", "schedule.teacher_epochs=1", "optim.lr_batch=4"
     )
     train = ClipDataset(demo_shards, "train", cfg.data, 64, train=True)
     val = ClipDataset(demo_shards, "val", cfg.data, 64, train=False)
@@ -61,11 +50,10 @@ def trained(demo_shards, tmp_path_factory):
 
 def _evaluate(cfg, checkpoint: str, shards: str):
     """``evaluate_and_log`` into a fresh MLflow run; returns the row and the run as stored."""
-    client = client_for(cfg.tracking.uri)
-    run_id = client.create_run(experiment_id(client, cfg.tracking.experiment)).info.run_id
+    run_id = new_run(cfg)
     trained = {"best_checkpoint": checkpoint, "mlflow_run_id": run_id, "videos_per_s": 1.0}
     row = evaluate_and_log(cfg, trained, "teacher", shards)
-    return row, client.get_run(run_id)
+    return row, client_for(cfg.tracking.uri).get_run(run_id)
 
 
 def test_the_best_checkpoint_is_reported_on_the_test_split(trained, demo_shards):
@@ -76,7 +64,7 @@ def test_the_best_checkpoint_is_reported_on_the_test_split(trained, demo_shards)
     assert row.accuracy == pytest.approx(on_test["top1"])
     metrics = run.data.metrics
     assert metrics["test_top1"] == pytest.approx(row.accuracy) and metrics["test_n"] == 8
-    assert {"test_top5", "eval_gflops", "eval_resolution", "eval_epoch"} <= set(metrics)
+    assert {"test_top5", "gflops_per_video", "resolution_px", "best_epoch"} <= set(metrics)
     assert not any(k.startswith("val_") or k == "eval_top1" for k in metrics)  # named by the split
     assert run.data.tags[REPORT_SPLIT_TAG] == "test"
 

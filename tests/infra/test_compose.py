@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from flows.stack import StackSettings, client_env
+from reskd_stack import StackSettings, client_env
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "infra/compose/docker-compose.yml"

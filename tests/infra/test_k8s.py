@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from flows.stack import StackSettings, client_env
+from reskd_stack import StackSettings, client_env
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "infra/k8s"

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from reskd_core.config import load_config, recipe_path
-from reskd_core.study import ACCURACY, QUICK_OVERRIDES, accuracy_metric, study_plan
+from reskd_core.study.plan import QUICK_OVERRIDES, study_plan
+from reskd_core.study.stats import ACCURACY, accuracy_metric
 from tests.fixtures.mlflow import rest
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def test_quick_study_writes_the_page_from_its_mlflow_runs(tmp_path, mlflow_serve
     for run in arms_runs:
         metrics, tags = _metrics(run), _tags(run)
         logged = {
-            "gflops",
+            "gflops_per_video",
             "feature_h",
             "val_top1",
             "train_loss",

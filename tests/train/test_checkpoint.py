@@ -18,7 +18,7 @@ from reskd_core.checkpoint import (
 )
 from reskd_core.config import load_config
 from reskd_core.models import build_model
-from reskd_core.train import build_optimizer, build_scheduler
+from reskd_core.optim import build_optimizer, build_scheduler
 
 
 def _state(cfg, role="teacher"):

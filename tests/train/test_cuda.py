@@ -17,7 +17,8 @@ from reskd_core.distill import prepare_teacher
 from reskd_core.evaluate import evaluate_model
 from reskd_core.export import export_model
 from reskd_core.models import build_model
-from reskd_core.train import build_optimizer, build_scheduler, fit, place_model, train_one_epoch, use_amp
+from reskd_core.optim import build_optimizer, build_scheduler
+from reskd_core.train import fit, place_model, train_one_epoch, use_amp
 from tests.train.synthetic import ColourClips, loader
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

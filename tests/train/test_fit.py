@@ -192,7 +192,7 @@ def test_one_epoch_student_sees_the_downsampled_teacher_clip():
     cfg = _cfg("kd.method=pixel_mse")
     student, teacher = _model(cfg, "student"), _model(cfg, seed=3)
     from reskd_core.distill import prepare_teacher
-    from reskd_core.train import build_optimizer, build_scheduler
+    from reskd_core.optim import build_optimizer, build_scheduler
 
     prepare_teacher(teacher)
     seen = []
@@ -220,7 +220,7 @@ def test_one_epoch_reports_the_kd_share_of_the_loss_and_the_lambda_in_use(method
     """``kd_weight`` is the lambda training used (the method's default when kd.weight is null, 0 without
     KD); ``kd_share`` is lambda * KD over the epoch's mean loss (CE + lambda * KD)."""
     from reskd_core.distill import prepare_teacher
-    from reskd_core.train import build_optimizer, build_scheduler
+    from reskd_core.optim import build_optimizer, build_scheduler
 
     cfg = _cfg(f"kd.method={method}", f"kd.weight={'null' if weight is None else weight}")
     student, teacher = _model(cfg, "student"), prepare_teacher(_model(cfg, seed=3))

@@ -5,7 +5,7 @@ import torch
 
 from reskd_core.config import load_config
 from reskd_core.models import build_model
-from reskd_core.train import build_optimizer, build_scheduler, param_groups, scaled_lr, warmup_cosine
+from reskd_core.optim import build_optimizer, build_scheduler, param_groups, scaled_lr, warmup_cosine
 
 
 def test_lr_scales_linearly_with_the_global_batch():
