@@ -20,6 +20,19 @@ def test_flops_json_and_table():
     assert table.exit_code == 0 and "56" in table.stdout
 
 
+def test_flops_fvcore_convention_adds_the_norm_layers():
+    base = ["flops", "--model", "tsn_r50", "--frames", "1", "--resolution", "224", "--num-classes", "1000"]
+    rows = {}
+    for convention in ("macs", "fvcore"):
+        out = runner.invoke(app, [*base, "--convention", convention, "--json"])
+        assert out.exit_code == 0, out.output
+        rows[convention] = json.loads(out.stdout)[0]
+    assert rows["macs"]["gflops"] == 4.089 and rows["fvcore"]["gflops"] == 4.111
+    assert rows["fvcore"]["convention"] == "fvcore"
+    out = runner.invoke(app, [*base, "--convention", "ptflops"])
+    assert out.exit_code == 2 and "convention" in out.stdout
+
+
 def test_models_lists_names():
     out = runner.invoke(app, ["models"])
     assert out.exit_code == 0 and "tsm_r50" in out.stdout and "swin3d_s" in out.stdout

@@ -11,6 +11,77 @@ def test_resnet50_at_224_is_about_4_1_gflops_a_frame():
     assert abs(row.gflops - 4.1) / 4.1 < 0.02
 
 
+def _out(size: int, k: int, s: int, p: int) -> int:
+    return (size + 2 * p - k) // s + 1
+
+
+def resnet50_by_hand(res: int, num_classes: int = 1000) -> tuple[int, int]:
+    """``(multiply-adds, BatchNorm elements)`` of torchvision's ResNet-50 (v1.5: the stride on the 3x3
+    conv) on one ``res`` px frame, from the layer shapes alone: a conv costs ``h*w*c_out*k*k*c_in``, its
+    BatchNorm normalises the conv's ``h*w*c_out`` outputs; the classifier ``2048*num_classes``."""
+    macs = bn = 0
+
+    def conv(h: int, c_in: int, c_out: int, k: int, s: int, p: int) -> int:
+        nonlocal macs, bn
+        o = _out(h, k, s, p)
+        macs += o * o * c_out * k * k * c_in
+        bn += o * o * c_out
+        return o
+
+    h = _out(conv(res, 3, 64, 7, 2, 3), 3, 2, 1)  # stem, then the 3x3/2 max pool
+    c_in = 64
+    for planes, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            s = stride if b == 0 else 1
+            if b == 0:
+                conv(h, c_in, planes * 4, 1, s, 0)  # the projection shortcut
+            mid = conv(conv(h, c_in, planes, 1, 1, 0), planes, planes, 3, s, 1)
+            conv(mid, planes, planes * 4, 1, 1, 0)
+            h, c_in = mid, planes * 4
+    return macs + 2048 * num_classes, bn
+
+
+@pytest.mark.parametrize("res", [224, 112, 72])
+def test_both_conventions_match_resnet50_layer_sums_by_hand(res):
+    with torch.device("meta"):
+        net = build_model("tsn_r50", num_classes=1000)
+    macs, bn = resnet50_by_hand(res)
+    assert count_gflops(net, 1, res) * 1e9 == pytest.approx(macs, rel=1e-12)
+    # fvcore: BatchNorm at inference is x * a + b, 2 FLOPs per element of its input
+    assert count_gflops(net, 1, res, "fvcore") * 1e9 == pytest.approx(macs + 2 * bn, rel=1e-12)
+
+
+def test_resnet50_at_224_reads_4_089_as_macs_and_4_111_as_fvcore():
+    macs, fvcore = (flops_table("tsn_r50", 1, [224], 1000, convention=c)[0] for c in ("macs", "fvcore"))
+    assert (macs.gflops, fvcore.gflops) == (4.089, 4.111)
+    assert (macs.convention, fvcore.convention) == ("macs", "fvcore")
+
+
+def test_fvcore_counts_layer_norm_at_5_per_element():
+    """Swin's LayerNorms (fvcore: 5 per element with an affine scale); the counted difference to the
+    multiply-adds is checked against the LayerNorm inputs of a real forward pass."""
+    model = build_model("swin3d_tiny", num_classes=10).eval()
+    seen = 0
+
+    def hook(_m, inp, _out):
+        nonlocal seen
+        seen += inp[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    with torch.no_grad():
+        model(torch.zeros(1, 4, 3, 64, 64))
+    for h in handles:
+        h.remove()
+    assert seen > 0
+    extra = (count_gflops(model, 4, 64, "fvcore") - count_gflops(model, 4, 64)) * 1e9
+    assert extra == pytest.approx(5 * seen, rel=1e-9)
+
+
+def test_unknown_convention_is_refused():
+    with pytest.raises(ValueError, match="convention"):
+        flops_table("tsn_tiny", 2, [64], convention="ptflops")
+
+
 def test_gflops_scale_with_frames():
     one, sixteen = flops_table("tsn_r50", 1, [112])[0], flops_table("tsn_r50", 16, [112])[0]
     # frames cost alike; the classifier runs once per video and rows are rounded to 1e-3
