@@ -264,3 +264,35 @@ def make_demo_dataset(
         out,
     )
     return out
+
+
+def make_demo_shards(
+    root: str | Path,
+    *,
+    classes: int = 8,
+    videos_per_class: int = 4,
+    size: int | tuple[int, int] = 128,
+    frames: int = 16,
+    short_side: int = 128,
+    val_fraction: float = 0.25,
+    workers: int = 0,
+) -> str:
+    """Demo videos under ``root/data`` extracted by the real extractor into ``root/shards`` (splits
+    ``train`` and ``val``), for benchmarks and smoke runs; returns the shards' path."""
+    from reskd_core.config import ExtractConfig
+    from reskd_core.data.extract import extract
+
+    data = make_demo_dataset(
+        Path(root) / "data", classes, videos_per_class, size, frames, seed=0, workers=workers
+    )
+    cfg = ExtractConfig(
+        annotations=str(data / "annotations.txt"),
+        video_root=str(data / "videos"),
+        labels_file=str(data / "classes.txt"),
+        val_fraction=val_fraction,
+        short_side=short_side,
+        workers=workers,
+    )
+    shards = str(Path(root) / "shards")
+    extract(cfg, shards)
+    return shards
