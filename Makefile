@@ -46,6 +46,8 @@ lint: install
 benchmarks: install
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/loader.py
+	$(PY) benchmarks/distill_step.py
+	$(PY) benchmarks/ray_scaling.py
 
 clean:
 	rm -rf demo runs mlruns mlflow.db .pytest_cache

@@ -1,9 +1,11 @@
 """GPU throughput of TSN-R50 (16 frames) at the paper's six resolutions, fp32 and AMP, channels_last,
-batches that fill the GPU; plus one short distillation run (teacher, then a pixel_mse student) on
-generated demo data, with a no-KD student from the same teacher beside it. One script for one short call
-on a lent GPU machine:
+batches that fill the GPU; the whole ResKD training step at paper scale (TSN-R50, 16 frames, 224 -> 112
+and 224 -> 56, fp32 and bf16, channels_last, compute-only and fed by the loader from generated 320x256
+shards, and bf16 at 112 under ``torch.compile``); plus one short distillation run (teacher, then a
+pixel_mse student) on generated demo data, with a no-KD student from the same teacher beside it. One
+script for one short call (at most 8 minutes) on a lent GPU machine:
 
-    .venv/bin/python benchmarks/gpu_benchmark.py [--quick] [--epochs 30]
+    .venv/bin/python benchmarks/gpu_benchmark.py [--quick] [--epochs 30] [--no-compile-step]
 
 Prints a table and writes benchmarks/results/gpu.json (read by docs/results.md) with the device name.
 ``--quick`` measures fewer rounds and a smaller demo, for checking the script itself; it refuses to
@@ -13,6 +15,7 @@ run without CUDA (no CPU numbers are ever written to gpu.json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -24,7 +27,9 @@ from pathlib import Path
 
 import torch
 
+from reskd_core.bench_distill import StepOptions, measure_distill_step, text_table
 from reskd_core.config import load_config, recipe_path
+from reskd_core.data.demo import make_demo_shards
 from reskd_core.flops import flops_table
 from reskd_core.throughput import measure_throughput
 
@@ -34,6 +39,8 @@ MODEL, FRAMES = "tsn_r50", 16
 # Videos per batch: about the same number of pixels per batch at every resolution (224 px: 32 videos of
 # 16 frames = 512 images), so every resolution keeps the GPU busy; inference only, well inside 80 GB.
 BASE_BATCH = 32
+# The ResKD step: clips per step (32 x 16 frames at 224 px for the teacher), loader processes feeding it.
+STEP_BATCH, STEP_LOADER_WORKERS, STEP_RESOLUTIONS = 32, 12, [112, 56]
 
 
 def batch_sizes(base: int) -> dict[int, int]:
@@ -55,6 +62,38 @@ def throughput(quick: bool) -> list[dict]:
             iters=2 if quick else 5,
             rounds=2 if quick else 3,
         )
+    return rows
+
+
+def distill_steps(quick: bool, root: Path, compile_step: bool = True, device: str = "cuda") -> list[dict]:
+    """Clips/s of the ResKD training step of TSN-R50 at paper scale, compute-only and loader-fed side by
+    side (interleaved rounds), fp32 and bf16; then bf16 at 112 px under ``torch.compile``."""
+    shards = make_demo_shards(
+        root, classes=8, videos_per_class=4 if quick else 24, size=(256, 320), frames=48, short_side=256
+    )
+    cfg = load_config(
+        None,
+        [
+            f"data.shards={shards}",
+            f"data.num_segments={FRAMES}",
+            f"data.batch_size={STEP_BATCH // 4 if quick else STEP_BATCH}",
+            f"data.loader_workers={STEP_LOADER_WORKERS}",
+            f"teacher.name={MODEL}",
+            f"student.name={MODEL}",
+        ],
+    )
+    opts = StepOptions(
+        device=device,
+        precisions=("fp32", "bf16"),
+        warmup=3,
+        iters=3 if quick else 10,
+        rounds=2 if quick else 3,
+        with_loader=True,
+    )
+    rows = measure_distill_step(cfg, STEP_RESOLUTIONS, opts)
+    if compile_step:
+        compiled = dataclasses.replace(opts, precisions=("bf16",), compile=True, warmup=5)
+        rows += measure_distill_step(cfg, STEP_RESOLUTIONS[:1], compiled)
     return rows
 
 
@@ -117,6 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and a smaller demo")
     parser.add_argument("--epochs", type=int, default=None, help="distillation epochs (default 10, quick 3)")
+    parser.add_argument(
+        "--compile-step", action=argparse.BooleanOptionalAction, default=True, help="torch.compile step rows"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -128,8 +170,13 @@ def main() -> None:
     gflops = {r.resolution: r.gflops for r in flops_table(MODEL, FRAMES, RESOLUTIONS)}
     for r in rows:
         r["gflops"] = gflops[r["resolution"]]
+    seconds = {"throughput": round(time.perf_counter() - start, 1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        steps = distill_steps(args.quick, Path(tmp), args.compile_step)
+    seconds["distill_step"] = round(time.perf_counter() - start - sum(seconds.values()), 1)
     with tempfile.TemporaryDirectory() as tmp:
         kd = distillation(args.quick, Path(tmp), epochs=args.epochs)
+    seconds["distillation"] = round(time.perf_counter() - start - sum(seconds.values()), 1)
     result = {
         "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
@@ -137,10 +184,12 @@ def main() -> None:
         "model": MODEL,
         "frames": FRAMES,
         "throughput": rows,
+        "distill_step": steps,
         "distillation": kd,
         "command": "python benchmarks/gpu_benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(time.perf_counter() - start, 1),
+        "seconds_by_part": seconds,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -153,6 +202,7 @@ def main() -> None:
             f"{res:>10} {fp32['batch_size']:>6} {fp32['videos_per_s']:>9.1f} {amp['videos_per_s']:>9.1f} "
             f"{gflops[res]:>7.1f}"
         )
+    print(f"\nResKD step, {MODEL} {FRAMES} frames, batch {steps[0]['batch_size']}:\n{text_table(steps)}")
     print(f"distillation: {json.dumps(kd)}\nwrote {args.out}")
 
 

@@ -1,5 +1,6 @@
 """Optimizer and learning-rate schedule: SGD or AdamW over backbone/head x decay groups, at the linearly
-scaled lr, with a per-iteration warm-up then cosine decay."""
+scaled lr, with a per-iteration warm-up then cosine decay; and the backward pass plus optimizer step that
+training (:mod:`reskd_core.train`) and the step benchmark (:mod:`reskd_core.bench_distill`) share."""
 
 from __future__ import annotations
 
@@ -55,6 +56,31 @@ def build_optimizer(model: nn.Module, optim: OptimConfig, global_batch: int) -> 
             nesterov=optim.nesterov and optim.momentum > 0,
         )
     return torch.optim.AdamW(groups, lr=groups[0]["lr"])
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+    *,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad: float | None = None,
+) -> None:
+    """Backward of ``loss`` and one optimizer step: gradients cleared first, scaled by ``scaler`` when it is
+    enabled (fp16 autocast), clipped to a total norm of ``clip_grad`` over ``params`` when set."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        if clip_grad:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    loss.backward()
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    optimizer.step()
 
 
 def warmup_cosine(warmup_iters: int, total_iters: int) -> Callable[[int], float]:

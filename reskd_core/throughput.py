@@ -32,9 +32,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _sync(device: torch.device) -> None:
+def resolve_device(device: str) -> torch.device:
+    """``device`` as a ``torch.device``; a ``ValueError`` for CUDA where torch sees none."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return dev
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing to wait for on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or ``cpu (N threads)`` with torch's intra-op thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def measure_throughput(
@@ -59,9 +75,7 @@ def measure_throughput(
     Each round runs ``iters`` timed forward passes per resolution; the row reports the median round.
     ``batch_sizes`` optionally sets a batch per resolution (to fill a GPU at low resolution).
     """
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+    dev = resolve_device(device)
     net = build_model(model, num_classes=num_classes, num_frames=frames, width=width).to(dev).eval()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -79,19 +93,17 @@ def measure_throughput(
         for r in resolutions:
             for _ in range(warmup):
                 net(inputs[r])
-        _sync(dev)
+        sync(dev)
         for _ in range(rounds):
             for r in resolutions:
                 start = time.perf_counter()
                 for _ in range(iters):
                     net(inputs[r])
-                _sync(dev)
+                sync(dev)
                 timings[r].append(time.perf_counter() - start)
                 if progress:
                     progress()
-    name = (
-        torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    )
+    name = device_name(dev)
     rows = []
     for r in resolutions:
         bs = inputs[r].shape[0]

@@ -32,7 +32,7 @@ from reskd_core.distill import distill_loss, prepare_teacher
 from reskd_core.evaluate import evaluate_model, primary_metric, scalar_metrics
 from reskd_core.job import ROLES, spec_for
 from reskd_core.losses import kd_weight
-from reskd_core.optim import build_optimizer, build_scheduler
+from reskd_core.optim import build_optimizer, build_scheduler, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +117,7 @@ def train_one_epoch(
         target = batch["label"].to(device, non_blocking=True)
         with autocast:
             out = distill_loss(student, teacher, clip, target, kd, resolution, cls_mode, input_mode)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(out.total).backward()
-            if clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            out.total.backward()
-            if clip_grad:
-                torch.nn.utils.clip_grad_norm_(params, clip_grad)
-            optimizer.step()
+        optimizer_step(out.total, optimizer, params, scaler=scaler, clip_grad=clip_grad)
         scheduler.step()
         n = len(clip)
         with torch.no_grad():

@@ -5,7 +5,14 @@ import torch
 
 from reskd_core.config import load_config
 from reskd_core.models import build_model
-from reskd_core.optim import build_optimizer, build_scheduler, param_groups, scaled_lr, warmup_cosine
+from reskd_core.optim import (
+    build_optimizer,
+    build_scheduler,
+    optimizer_step,
+    param_groups,
+    scaled_lr,
+    warmup_cosine,
+)
 
 
 def test_lr_scales_linearly_with_the_global_batch():
@@ -69,3 +76,26 @@ def test_scheduler_keeps_group_ratios():
     assert seen[0]["head"] == pytest.approx(0.32) and seen[1]["head"] == pytest.approx(0.64)
     assert all(s["backbone"] == pytest.approx(0.5 * s["head"]) for s in seen)
     assert seen[-1]["head"] < 0.05
+
+
+def test_optimizer_step_clears_clips_and_steps():
+    model = torch.nn.Linear(3, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    params = list(model.parameters())
+    model.weight.grad = torch.full_like(model.weight, 100.0)  # a stale gradient: cleared first
+    before = model.weight.detach().clone()
+    loss = (model(torch.ones(1, 3)) * 10).sum()  # gradient 10 on each weight, norm 10 * sqrt(3)
+    optimizer_step(loss, opt, params, clip_grad=1.0)
+    assert model.weight.grad.norm().item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.allclose(before - model.weight.detach(), torch.full((1, 3), 1 / math.sqrt(3)))
+
+
+def test_optimizer_step_with_a_disabled_scaler_is_the_plain_step():
+    steps = []
+    for scaler in (None, torch.amp.GradScaler("cpu", enabled=False)):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        optimizer_step(model(torch.ones(4, 3)).pow(2).mean(), opt, list(model.parameters()), scaler=scaler)
+        steps.append(model.weight.detach().clone())
+    assert torch.equal(*steps)
