@@ -230,33 +230,35 @@ def predict_items(
     """Predictions of ``items`` in order, ``batch_size`` clips a forward pass; a video that cannot be
     read is an error row (its reason), the others go on. ``seconds`` holds each video's decode time
     (with sampling and preprocessing) and its share of the batch's model time."""
-    batch: list[tuple[VideoItem, torch.Tensor, float]] = []
+    pending: list[Prediction] = []  # in input order; error rows wait for the clips before them
+    clips: list[torch.Tensor] = []
 
     def flush() -> Iterator[Prediction]:
-        t0 = time.perf_counter()
-        probs = torch.softmax(torch.from_numpy(clf.logits(torch.stack([b[1] for b in batch]))), 1).numpy()
-        model_s = (time.perf_counter() - t0) / len(batch)
-        for (it, _, prep_s), p in zip(batch, probs, strict=True):
-            yield Prediction(it.id, p, it.label, seconds={"input": prep_s, "model": model_s})
+        if clips:
+            t0 = time.perf_counter()
+            probs = torch.softmax(torch.from_numpy(clf.logits(torch.stack(clips))), 1).numpy()
+            model_s = (time.perf_counter() - t0) / len(clips)
+            ready = iter(probs)
+            for p in pending:
+                if p.error is None:
+                    p.scores, p.seconds["model"] = next(ready), model_s
+        yield from pending
         if progress:
-            progress(len(batch))
-        batch.clear()
+            progress(len(pending))
+        pending.clear()
+        clips.clear()
 
     for item in items:
         t0 = time.perf_counter()
         try:
-            clip = item_input(item, clf.spec, exact)
+            clips.append(item_input(item, clf.spec, exact))
+            pending.append(Prediction(item.id, None, item.label, seconds={"input": time.perf_counter() - t0}))
         except Exception as e:  # one bad video must not stop the others
             log.warning("%s: %s", item.id, _reason(e))
-            yield Prediction(item.id, None, item.label, error=_reason(e))
-            if progress:
-                progress(1)
-            continue
-        batch.append((item, clip, time.perf_counter() - t0))
-        if len(batch) >= batch_size:
+            pending.append(Prediction(item.id, None, item.label, error=_reason(e)))
+        if len(clips) >= batch_size:
             yield from flush()
-    if batch:
-        yield from flush()
+    yield from flush()
 
 
 def top_k(scores: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
