@@ -273,6 +273,7 @@ class PredictConfig(_Strict):
     format: AnnotationFormat = Field("mmaction", description="format of annotation lists given as input")
     video_root: str | None = Field(None, description="videos of annotation lists (default: beside the list)")
     device: str = Field("cpu", description="torch device of a checkpoint's model")
+    rows_per_shard: int = Field(256, ge=1, description="predictions per Parquet file of reskd/predict")
 
 
 class Config(_Strict):

@@ -36,7 +36,7 @@ class VideoItem:
     id: str
     video: str | bytes | None = None
     frames: Any = None  # a shard row's JPEG frames
-    label: int | None = None
+    label: str | int | None = None  # the true class: its name, or an id into the model's classes
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Prediction:
 
     id: str
     scores: np.ndarray | None
-    label: int | None = None
+    label: str | int | None = None
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -151,6 +151,7 @@ def shard_items(uri: str, splits: list[str] | None = None) -> Iterator[VideoItem
     from reskd_core.data.shards import read_manifest, split_shards
 
     manifest = read_manifest(uri)
+    names = list(manifest["class_names"])
     for split in splits or list(manifest.get("splits", {})):
         for entry in split_shards(manifest, split, uri):
             with storage.open_input(entry["uri"]) as fh:
@@ -161,24 +162,30 @@ def shard_items(uri: str, splits: list[str] | None = None) -> Iterator[VideoItem
                         yield VideoItem(
                             id=table.column("id")[r].as_py(),
                             frames=table.column("frames")[r].values,
-                            label=table.column("label")[r].as_py(),
+                            label=names[table.column("label")[r].as_py()],
                         )
 
 
-def list_items(uri: str, fmt: str = "mmaction", video_root: str | None = None) -> list[VideoItem]:
-    """The videos of an annotation list (labels kept); paths relative to ``video_root`` (default: the
-    list's folder, or its ``videos/`` folder when there is one)."""
+def list_items(
+    uri: str, fmt: str = "mmaction", video_root: str | None = None, labels_file: str | None = None
+) -> list[VideoItem]:
+    """The videos of an annotation list; paths relative to ``video_root`` (default: the list's folder, or
+    its ``videos/`` folder when there is one). Labels are class names with ``labels_file``, else the
+    list's ids (taken as ids into the model's classes)."""
     from reskd_core.data.annotations import read_annotations
 
-    ann = read_annotations(uri, fmt)
+    ann = read_annotations(uri, fmt, labels_file=labels_file)
     if video_root is None:
         parent = str(Path(uri).parent) if not storage.is_remote(uri) else uri.rsplit("/", 1)[0]
         videos = storage.join(parent, "videos")
         video_root = videos if storage.exists(videos) else parent
-    return [
-        VideoItem(s.video, storage.join(video_root, s.video), label=s.labels[0] if s.labels else None)
-        for s in ann.samples
-    ]
+
+    def label(s: Any) -> str | int | None:
+        if not s.labels:
+            return None
+        return ann.class_names[s.labels[0]] if labels_file else s.labels[0]
+
+    return [VideoItem(s.video, storage.join(video_root, s.video), label=label(s)) for s in ann.samples]
 
 
 def collect_items(
@@ -266,6 +273,13 @@ def top_k(scores: np.ndarray, class_names: list[str], k: int) -> list[tuple[str,
     return [(class_names[i], float(scores[i])) for i in order]
 
 
+def true_name(label: str | int | None, class_names: list[str]) -> str | None:
+    """A true label as a class name (an id is one of the model's classes)."""
+    if isinstance(label, int):
+        return class_names[label] if 0 <= label < len(class_names) else str(label)
+    return label
+
+
 def prediction_row(p: Prediction, class_names: list[str], k: int, model: str) -> dict[str, Any]:
     """A JSON/Parquet row: the video, the top-k labels and scores (empty with an error), the true label."""
     top = top_k(p.scores, class_names, k) if p.scores is not None else []
@@ -275,7 +289,7 @@ def prediction_row(p: Prediction, class_names: list[str], k: int, model: str) ->
         "score": top[0][1] if top else None,
         "labels": [n for n, _ in top],
         "scores": [s for _, s in top],
-        "true_label": class_names[p.label] if p.label is not None and p.label < len(class_names) else None,
+        "true_label": true_name(p.label, class_names),
         "error": p.error,
         "model": model,
     }

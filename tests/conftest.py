@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow",
     "tests.fixtures.ray_cluster",
     "tests.fixtures.demo_shards",
+    "tests.fixtures.trained_student",
 ]
 
 

@@ -11,21 +11,7 @@ from typing import Any
 import typer
 
 from flows.cli.common import ConfigOption, SetOption, command_config, console, fail, field_options
-from reskd_core.config import Config, PredictConfig
-
-
-def resolve_model(model: str, cfg: Config) -> str:
-    """A checkpoint path/URI or ONNX file as given; an MLflow ``models:/`` or ``runs:/`` URI as the local
-    checkpoint behind it. One-line ``ValueError`` when it does not resolve."""
-    if not model.startswith(("models:/", "runs:/")):
-        return model
-    from flows.tracking import checkpoint_from_model_uri
-
-    try:
-        return checkpoint_from_model_uri(model, cfg.tracking.uri)
-    except Exception as e:  # MLflow raises its own types; the user needs one line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"model {model} does not resolve at {cfg.tracking.uri}: {first}") from None
+from reskd_core.config import PredictConfig
 
 
 def _table(rows: list[dict], k: int, title: str) -> None:
@@ -63,13 +49,15 @@ def predict(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from flows.tracking import local_model
     from reskd_core.checkpoint import CheckpointError
     from reskd_core.predict import collect_items, load_classifier, predict_items, prediction_row, write_rows
 
     cfg = command_config(config, override, {**fields, "predict.video_root": video_root})
     p = cfg.predict
     try:
-        clf = load_classifier(resolve_model(p.model, cfg), resolution=p.resolution, device=p.device)
+        model = local_model(p.model, cfg.tracking.uri)  # an MLflow URI: the checkpoint behind it
+        clf = load_classifier(model, resolution=p.resolution, device=p.device)
         items, total = collect_items(sources, p.format, p.video_root)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         fail(str(e))

@@ -117,3 +117,19 @@ def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: 
     )
     log.info("registered %s v%s as %s (%s)", name, version.version, alias, reason)
     return {"name": name, "version": str(version.version), "alias": alias, "reason": reason}
+
+
+def model_version(uri: str, tracking_uri: str) -> str:
+    """What a model URI names, pinned: ``models:/NAME@ALIAS`` and ``models:/NAME/V`` as ``NAME/V`` (the
+    version the alias points at now), anything else (``runs:/...``, a file) as it is."""
+    if not uri.startswith("models:/"):
+        return uri
+    ref = uri[len("models:/") :].strip("/")
+    if ref.startswith("m-"):
+        return uri
+    client = client_for(tracking_uri)
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return f"{name}/{client.get_model_version_by_alias(name, alias).version}"
+    name, _, version = ref.partition("/")
+    return f"{name}/{client.get_model_version(name, version).version}"
