@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.tracking import names
+from tests.fixtures.trained_student import register_champion
 from tests.flows.helpers import BIN, PrefectServer, spawn, wait_for
 from tests.support.processes import stop
 
@@ -21,20 +22,8 @@ MODEL = "reskd-predictflow"
 @pytest.fixture(scope="module")
 def registered(trained_student, tmp_path_factory, restore_mlflow_uri) -> str:
     """The trained student registered as ``reskd-predictflow@champion`` in a SQLite store; its URI."""
-    from flows.run_config import updated
-    from flows.tracking import client_for, experiment_id
-    from flows.tracking.registry import register_student
-    from reskd_core.report import ResultRow
-
     uri = f"sqlite:///{tmp_path_factory.mktemp('predict-mlflow') / 'mlflow.db'}"
-    cfg = updated(trained_student.cfg, {"tracking.uri": uri, "pipeline.dataset": "predictflow"})
-    client = client_for(uri)
-    run_id = client.create_run(experiment_id(client, "reskd")).info.run_id
-    client.log_artifact(run_id, trained_student.checkpoint, "checkpoint")
-    client.set_terminated(run_id)
-    row = ResultRow("student", "tsn_tiny", 32, "none", 50.0, 0.001, run_id=run_id, split="test")
-    row.checkpoint = trained_student.checkpoint
-    register_student(cfg, row, "fingerprint", trained_student.shards)
+    register_champion(trained_student, uri, "predictflow")
     return uri
 
 

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from flows.tracking.registry import register_student
 from reskd_core.data.demo import render_video, write_mp4
 from reskd_core.predict import TorchClassifier, VideoItem, predict_items, top_k
-from reskd_core.report import ResultRow
+from tests.fixtures.trained_student import register_champion
 from tests.support.processes import free_port, start, stop, wait_http
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
@@ -27,20 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def registered(trained_student, mlflow_server, restore_mlflow_uri):
     """The trained student registered as ``reskd-serve-test@champion`` (the pipeline's registration)."""
-    from flows.run_config import updated
-    from flows.tracking import client_for, experiment_id
-
-    names = {"tracking.experiment": "serve-test", "pipeline.dataset": "serve-test"}
-    cfg = updated(trained_student.cfg, {"tracking.uri": mlflow_server, **names})
-    client = client_for(mlflow_server)
-    run_id = client.create_run(experiment_id(client, "serve-test")).info.run_id
-    client.log_artifact(run_id, trained_student.checkpoint, "checkpoint")
-    client.set_terminated(run_id)
-    row = ResultRow("student", "tsn_tiny", 32, "none", 50.0, 0.001, run_id=run_id, split="test")
-    row.checkpoint = trained_student.checkpoint
-    done = register_student(cfg, row, "fingerprint", trained_student.shards)
-    assert done["alias"] == "champion"
-    return cfg, run_id
+    return register_champion(trained_student, mlflow_server, "serve-test")
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +63,8 @@ def _post(url: str, body: dict) -> dict:
 
 def test_registered_model_is_the_video_model(registered, mlflow_server):
     version = MlflowClient(mlflow_server).get_model_version_by_alias("reskd-serve-test", "champion")
-    assert version.tags["reskd.checkpoint"] and version.run_id == registered[1]
-    run = MlflowClient(mlflow_server).get_run(registered[1])
+    assert version.tags["reskd.checkpoint"] and version.run_id == registered
+    run = MlflowClient(mlflow_server).get_run(registered)
     assert run.data.tags["reskd.video_model_uri"].startswith("models:/m-")
     assert run.info.status == "FINISHED"
 
