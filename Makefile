@@ -46,6 +46,7 @@ lint: install
 benchmarks: install
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/loader.py
+	$(PY) benchmarks/end_to_end.py
 
 clean:
 	rm -rf demo runs mlruns mlflow.db .pytest_cache
