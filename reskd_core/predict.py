@@ -212,9 +212,9 @@ def collect_items(
 
 
 def item_input(item: VideoItem, spec: InputSpec, exact: bool = False) -> torch.Tensor:
-    """The model's input of one item: from its stored frames (evaluation's chain) or its video."""
+    """The model's input of one item: from its stored frames or its video."""
     if item.frames is not None:
-        return shard_frames_input(item.frames, spec)
+        return shard_frames_input(item.frames, spec, exact)
     if item.video is None:
         raise VideoError("no video")
     return video_input(item.video, spec, exact)

@@ -8,13 +8,16 @@ and down-samples to the model's; :func:`test_input` does exactly that with ``cro
 
 From a video file, decord decodes straight at the size the crop needs (``VideoReader(width=, height=)``,
 ffmpeg's scaler, no full-size frame in Python): by default the model's own resolution, so a 56 px student
-decodes at 64 px. ``exact=True`` decodes at the loaded size instead, the chain evaluation runs.
+decodes at 64 px. ``exact=True`` decodes at the loaded size instead, the chain evaluation runs. A shard's
+stored JPEGs are decoded the same way: DCT-domain scaled towards the model's size (libjpeg-turbo through
+Pillow's draft mode), or, with ``exact``, in full.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -117,22 +120,42 @@ def test_input(frames: torch.Tensor, spec: InputSpec, crop: int) -> torch.Tensor
     return model_input(clip[None], spec.resolution, spec.input_mode)[0].contiguous()
 
 
-def jpeg_frames(jpegs: Sequence[Any], indices: np.ndarray) -> torch.Tensor:
+def jpeg_frames(jpegs: Sequence[Any], indices: np.ndarray, short_side: int | None = None) -> torch.Tensor:
     """uint8 ``(T, 3, H, W)``: the stored JPEG frames at ``indices`` (a repeated frame decoded once).
 
-    ``jpegs``: bytes, or pyarrow binary scalars (a shard row's list, read lazily)."""
+    ``jpegs``: bytes, or pyarrow binary scalars (a shard row's list, read lazily). ``short_side``: decode
+    with libjpeg-turbo's DCT-domain scaling (Pillow's draft mode: 1/2, 1/4 or 1/8 of the size, no
+    full-size image) at the smallest scale whose short side is still at least ``short_side``."""
     unique, inverse = np.unique(indices, return_inverse=True)
     raw = [jpegs[int(i)] for i in unique]
     raw = [r.as_py() if hasattr(r, "as_py") else r for r in raw]
-    data = [torch.frombuffer(bytearray(r), dtype=torch.uint8) for r in raw]
-    decoded = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB)
+    if short_side is None:
+        data = [torch.frombuffer(bytearray(r), dtype=torch.uint8) for r in raw]
+        decoded = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB)
+    else:
+        decoded = [_scaled_jpeg(r, short_side) for r in raw]
     return torch.stack([decoded[i] for i in inverse.reshape(-1).tolist()])
 
 
-def shard_frames_input(jpegs: list[bytes], spec: InputSpec) -> torch.Tensor:
-    """The model's input from a shard row's stored frames: evaluation's chain, exactly."""
-    frames = jpeg_frames(jpegs, spec.clip_indices(len(jpegs)))
-    return test_input(frames, spec, spec.load_resolution)
+def _scaled_jpeg(data: bytes, short_side: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        w, h = img.size
+        scale = short_side / min(w, h)
+        img.draft("RGB", (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
+        rgb = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+
+
+def shard_frames_input(jpegs: Sequence[Any], spec: InputSpec, exact: bool = False) -> torch.Tensor:
+    """The model's input from a shard row's stored frames. ``exact`` (and ``down_up`` input): evaluation's
+    chain, exactly. Default: the JPEGs decoded DCT-scaled down towards the model's size, then cropped."""
+    frames_at = spec.clip_indices(len(jpegs))
+    if exact or spec.input_mode != "direct":
+        return test_input(jpeg_frames(jpegs, frames_at), spec, spec.load_resolution)
+    short_side, crop = spec.decode_plan()
+    return test_input(jpeg_frames(jpegs, frames_at, short_side), spec, crop)
 
 
 def open_video(video: str | bytes) -> str | io.BytesIO:

@@ -3,6 +3,7 @@ with ``reskd evaluate``; bad videos become error rows, bad models fail before an
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -37,11 +38,36 @@ def _predict(*args: str):
 def test_shard_rows_go_through_evaluations_chain_exactly(trained_student):
     scores, labels, _ = _evaluation(trained_student)
     clf = TorchClassifier(trained_student.checkpoint)
-    got = list(predict_items(clf, shard_items(trained_student.shards, ["test"]), batch_size=3))
+    got = list(predict_items(clf, shard_items(trained_student.shards, ["test"]), batch_size=3, exact=True))
     names = clf.class_names
     assert [p.label for p in got] == [names[int(y)] for y in labels]
     np.testing.assert_allclose(np.stack([p.scores for p in got]), scores, atol=1e-6)
     assert scores.std(axis=0).mean() > 0.02  # a trained model: the videos' scores differ
+    # by default the crop is taken at the model's size (one resize, not evaluation's two): close
+    fast = np.stack([p.scores for p in predict_items(clf, shard_items(trained_student.shards, ["test"]))])
+    assert np.abs(fast - scores).max() < 0.5 * scores.std(axis=0).mean()
+    assert (fast.argmax(1) == scores.argmax(1)).mean() >= 7 / 8
+
+
+def test_jpeg_frames_decode_dct_scaled_towards_the_size_asked_for():
+    from PIL import Image
+
+    from reskd_core.data.preprocess import jpeg_frames
+
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 255, (32, 40, 3), dtype=np.uint8))
+    img = smooth.resize((320, 256), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    jpegs, idx = [buf.getvalue()], np.array([0, 0])
+    assert tuple(jpeg_frames(jpegs, idx).shape) == (2, 3, 256, 320)
+    assert tuple(jpeg_frames(jpegs, idx, short_side=64).shape) == (2, 3, 64, 80)  # 1/4 in the DCT
+    assert tuple(jpeg_frames(jpegs, idx, short_side=37).shape) == (2, 3, 64, 80)  # 1/8 would be 32
+    assert tuple(jpeg_frames(jpegs, idx, short_side=200).shape) == (2, 3, 256, 320)
+    full = jpeg_frames(jpegs, idx)[:1].float()
+    small = jpeg_frames(jpegs, idx, short_side=64)[:1].float()
+    down = torch.nn.functional.interpolate(full, size=(64, 80), mode="area")
+    assert (small - down).abs().mean() < 4  # the same picture, in grey levels of 0-255
 
 
 def test_decord_decodes_straight_at_the_models_size(trained_student):
