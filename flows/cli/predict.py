@@ -14,11 +14,13 @@ from flows.cli.common import ConfigOption, SetOption, command_config, console, f
 from reskd_core.config import PredictConfig
 
 
-def _table(rows: list[dict], k: int, title: str) -> None:
+def _table(rows: list[dict], title: str) -> None:
+    """One row a video: its top-k ``label score`` cells (an error in red), and the true label if known."""
     from rich.table import Table
 
+    k = max([len(r["labels"]) for r in rows] + [1])  # no empty columns when there are fewer classes
     table = Table(title=title)
-    table.add_column("video")
+    table.add_column("video", no_wrap=True)
     for i in range(k):
         table.add_column(f"#{i + 1}")
     table.add_column("true")
@@ -81,7 +83,7 @@ def predict(
         write_rows(rows, out)
         console.print(f"{len(rows)} predictions ({errors} errors) -> {out}")
     else:
-        _table(rows, p.top_k, f"{p.model} ({clf.spec.resolution} px)")
+        _table(rows, f"{p.model} ({clf.spec.resolution} px)")
     if errors:
         console.print(
             f"{errors} of {len(rows)} videos could not be read ({100 * rate:.1f}%, limit "

@@ -213,7 +213,7 @@ def test_registered_champion_labels_videos(first_run, workdir, tracking, monkeyp
     [row] = model.predict(pd.DataFrame({"uri": [str(video)]})).to_dict("records")
     assert row["label"].startswith("letter-") and len(row["labels"]) == 4 and row["error"] is None
     monkeypatch.chdir(video.parent)  # a short name: the table is as wide as the terminal
-    args = ["--model", f"models:/{MODEL}@champion", "--set", f"tracking.uri={tracking}"]
+    args = ["--model", f"models:/{MODEL}@champion", "--top-k", "1", "--set", f"tracking.uri={tracking}"]
     result = CliRunner().invoke(app, ["predict", video.name, *args])
     assert result.exit_code == 0, result.output
     assert video.name in result.output and f"{row['label']} {row['score']:.3f}" in result.output
