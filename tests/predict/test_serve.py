@@ -92,15 +92,18 @@ def test_served_model_labels_a_generated_mp4(server, trained_student, tmp_path):
     assert "not a readable video" in rows[2]["error"] and not rows[2]["labels"]
 
 
-def test_served_model_curl_request_of_the_readme(server, trained_student):
-    """The README's request: ``curl`` with a JSON body from ``base64 -w0``."""
+def test_served_model_answers_the_readmes_curl_command(server, trained_student):
+    """The README's ``curl`` command as written there (its port and video swapped for the test's), in bash."""
     import subprocess
 
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("curl -s -X POST http://127.0.0.1:5001/invocations")
+    end = readme.index("\n", readme.index('-d "', start))
     video = trained_student.videos / "letter-H_000.mp4"
-    payload = json.dumps({"dataframe_records": [{"video": base64.b64encode(video.read_bytes()).decode()}]})
-    curl = ["curl", "-s", "-X", "POST", f"{server}/invocations", "-H", "Content-Type: application/json"]
-    out = subprocess.run(
-        [*curl, "-d", "@-"], input=payload, capture_output=True, text=True, timeout=60, check=True
-    )
+    command = readme[start:end].replace("\\\n", " ").replace("http://127.0.0.1:5001", server)
+    command = command.replace("demo/data/videos/letter-A_000.mp4", str(video))
+    assert str(video) in command and server in command, command
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True)
     (row,) = json.loads(out.stdout)["predictions"]
-    assert row["label"] in TorchClassifier(trained_student.checkpoint).class_names
+    assert row["id"] == "video-0" and row["label"] in TorchClassifier(trained_student.checkpoint).class_names
+    assert len(row["labels"]) == 4 and row["error"] is None
