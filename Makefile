@@ -48,6 +48,7 @@ benchmarks: install
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/distill_step.py
 	$(PY) benchmarks/ray_scaling.py
+	$(PY) benchmarks/end_to_end.py
 
 clean:
 	rm -rf demo runs mlruns mlflow.db .pytest_cache

@@ -1,6 +1,6 @@
 """The deployments: ``reskd/full`` (cron retraining, inactive by default; runs on dataset arrival),
-``reskd-landing/watch`` (scans the landing location and announces new datasets) and ``reskd/study``
-(the ablation study behind docs/results.md; run on demand).
+``reskd-landing/watch`` (scans the landing location and announces new datasets), ``reskd/study``
+(the ablation study behind docs/results.md; run on demand) and ``reskd/predict`` (batch inference).
 
 ``reskd serve`` serves them all from one process; ``reskd deploy --pool NAME`` registers them on a work
 pool for workers (``prefect worker start --pool NAME``).
@@ -15,6 +15,7 @@ from prefect.schedules import Cron
 
 from flows.full import full
 from flows.landing import EVENT, watch_landing
+from flows.predict import predict
 from flows.study import study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ FLOWS = {
     "full": (full, "flows/full.py:full"),
     "study": (study, "flows/study.py:study"),
     "watch": (watch_landing, "flows/landing.py:watch_landing"),
+    "predict": (predict, "flows/predict.py:predict"),
 }
 
 
@@ -58,6 +60,15 @@ def deployment_kwargs(landing_uri: str, watch_interval_s: int) -> dict[str, dict
             description=(
                 "ResKD ablation study: the paper's comparisons, 3 seeds each, as MLflow child runs of one "
                 "parent, with the results page logged to it. No parameters: the demo data, configs/study_cpu."
+            ),
+            tags=["reskd"],
+        ),
+        "predict": dict(
+            name="predict",
+            description=(
+                "Batch inference: label every video of a dataset (annotations + videos, or shards; local "
+                "or S3) with a model: Parquet shards of predictions, an MLflow run with throughput and "
+                "accuracy. No parameters: the demo data with models:/reskd-demo@champion."
             ),
             tags=["reskd"],
         ),

@@ -250,6 +250,32 @@ class DemoConfig(_Strict):
     seed: int = 0
 
 
+class PredictConfig(_Strict):
+    """Labelling videos with a trained model: ``reskd predict`` and the ``reskd/predict`` flow."""
+
+    model: str = Field(
+        "models:/reskd-demo@champion",
+        description="a reskd checkpoint, an MLflow model URI (models:/NAME@ALIAS, runs:/ID/model), an .onnx",
+    )
+    top_k: int = Field(5, ge=1, description="labels listed per video")
+    batch_size: int = Field(8, ge=1, description="clips per forward pass")
+    exact: bool = Field(
+        False,
+        description="decode at the loaded (teacher's) size and down-sample, evaluation's chain; "
+        "default: decode straight at the model's size",
+    )
+    resolution: int | None = Field(
+        None, ge=8, description="input size the model must take, checked before any decoding"
+    )
+    max_error_rate: float = Field(
+        0.05, ge=0, le=1, description="share of unreadable videos above which the command or run fails"
+    )
+    format: AnnotationFormat = Field("mmaction", description="format of annotation lists given as input")
+    video_root: str | None = Field(None, description="videos of annotation lists (default: beside the list)")
+    device: str = Field("cpu", description="torch device of a checkpoint's model")
+    rows_per_shard: int = Field(256, ge=1, description="predictions per Parquet file of reskd/predict")
+
+
 class Config(_Strict):
     """The whole configuration of a ResKD job."""
 
@@ -269,6 +295,7 @@ class Config(_Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "configs"

@@ -55,8 +55,15 @@ def example_input(frames: int, resolution: int, batch: int = 2, seed: int = 0) -
     return torch.randn(batch, frames, 3, resolution, resolution, generator=g)
 
 
-def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset: int = 18) -> Path:
-    """Write ``model`` (logits only) as ONNX with a dynamic batch dimension."""
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    example: torch.Tensor,
+    opset: int = 18,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model`` (logits only) as ONNX with a dynamic batch dimension; ``metadata`` goes to the
+    model's ``metadata_props`` (``reskd predict`` reads the input spec and class names from there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = LogitsOnly(model).eval()
@@ -73,6 +80,12 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor, opset
             verbose=False,
         )
     program.save(str(path))
+    if metadata:
+        import onnx
+
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(proto, metadata)
+        onnx.save(proto, str(path))
     return path
 
 
@@ -120,6 +133,7 @@ def export_model(
     atol: float = 1e-4,
     onnx: bool = True,
     torchscript: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> ExportReport:
     """Export ``model`` (CPU, eval mode) to ``out_dir/{name}.onnx`` and ``{name}.pt`` and check both.
 
@@ -132,7 +146,7 @@ def export_model(
     check = example_input(frames, resolution, batch=batch, seed=1)
     report = ExportReport(None, None, frames, resolution, batch, None, None, atol)
     if onnx:
-        report.onnx = str(export_onnx(model, out / f"{name}.onnx", example))
+        report.onnx = str(export_onnx(model, out / f"{name}.onnx", example, metadata=metadata))
         report.onnx_max_abs_diff = onnx_max_abs_diff(report.onnx, model, check)
     if torchscript:
         report.torchscript = str(export_torchscript(model, out / f"{name}.pt", example))
@@ -142,11 +156,24 @@ def export_model(
 
 
 def export_checkpoint(checkpoint: str, out_dir: str | Path, **kwargs) -> ExportReport:
-    """Load a reskd checkpoint and :func:`export_model` the network it holds at its resolution."""
+    """Load a reskd checkpoint and :func:`export_model` the network it holds at its resolution, with its
+    input spec and class names in the ONNX metadata."""
+    import json
+
     from reskd_core.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
+    from reskd_core.data.preprocess import InputSpec
+    from reskd_core.predict import ONNX_CLASSES_KEY, ONNX_SPEC_KEY
 
     state = load_checkpoint(checkpoint)
     model, resolution = model_from_checkpoint(state)
-    frames = checkpoint_config(state).data.num_segments
+    trained = checkpoint_config(state)
+    frames = trained.data.num_segments
     kwargs.setdefault("name", f"{state['role']}_{resolution}px")
+    kwargs.setdefault(
+        "metadata",
+        {
+            ONNX_SPEC_KEY: InputSpec.from_config(trained, state["role"]).to_json(),
+            ONNX_CLASSES_KEY: json.dumps(list(state.get("class_names") or [])),
+        },
+    )
     return export_model(model, out_dir, frames, resolution, **kwargs)

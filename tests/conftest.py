@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow",
     "tests.fixtures.ray_cluster",
     "tests.fixtures.demo_shards",
+    "tests.fixtures.trained_student",
 ]
 
 
@@ -20,3 +21,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """`reskd` (run by CliRunner) calls logging.basicConfig on the runner's stream, closed afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from flows.cli import benchmark, data, models, pipeline, study, train
+from flows.cli import benchmark, data, models, pipeline, predict, study, train
 from reskd_stack.cli import stack_app
 
 app = typer.Typer(
@@ -32,7 +32,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-for module in (models, data, train, pipeline, study):
+for module in (models, data, train, predict, pipeline, study):
     for name, command in module.COMMANDS.items():
         app.command(name)(command)
 app.add_typer(benchmark.app, name="benchmark")

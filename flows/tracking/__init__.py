@@ -12,7 +12,12 @@
 Nothing else in ``flows/`` creates an ``MlflowClient``: it asks :func:`client_for`.
 """
 
-from flows.tracking.artifacts import checkpoint_from_model_uri, log_summary, log_training_artifacts
+from flows.tracking.artifacts import (
+    checkpoint_from_model_uri,
+    local_model,
+    log_summary,
+    log_training_artifacts,
+)
 from flows.tracking.client import (
     client_for,
     experiment_id,
@@ -75,6 +80,7 @@ __all__ = [
     "evaluate_and_log",
     "experiment_id",
     "find_run",
+    "local_model",
     "log_evaluation",
     "log_metrics",
     "log_params",

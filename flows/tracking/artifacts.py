@@ -124,6 +124,18 @@ def checkpoint_from_model_uri(uri: str, tracking_uri: str, dst: str | None = Non
     return os.fspath(path)
 
 
+def local_model(model: str, tracking_uri: str) -> str:
+    """A checkpoint path/URI or ONNX file as given; an MLflow ``models:/`` or ``runs:/`` URI as the local
+    checkpoint behind it. A one-line ``ValueError`` when it does not resolve."""
+    if not model.startswith(("models:/", "runs:/")):
+        return model
+    try:
+        return checkpoint_from_model_uri(model, tracking_uri)
+    except Exception as e:  # MLflow raises its own types; the user needs one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"model {model} does not resolve at {tracking_uri}: {first}") from None
+
+
 def log_summary(run_id: str | None, tracking_uri: str, summary: Summary, table: str, plot: Path) -> None:
     """The summary table (Markdown and JSON) and the accuracy-vs-GFLOPs plot on the parent run."""
     if run_id is None:

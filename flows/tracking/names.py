@@ -31,6 +31,14 @@ START_EPOCH = "start_epoch"  # per (re)start of a training job, at step = the ep
 SELECTED_ACCURACY = "selected_accuracy"  # on the parent run: the registered student's
 SELECTED_GFLOPS = "selected_" + GFLOPS
 
+# ------------------------------------------------------------------ metrics of a batch-prediction run
+PREDICTED = "videos_predicted"  # rows written, error rows included
+PREDICT_ERRORS = "videos_unreadable"
+PREDICT_ACCURACY = "predict_top1"  # percent, over the readable videos whose label is known
+DECODE_SHARE = "decode_share"  # share of the per-video time spent decoding and preprocessing
+MODEL_VERSION_TAG = "reskd.model_version"  # what made the predictions: name/version, or a file
+PREDICTIONS_TAG = "reskd.predictions_uri"
+
 # ------------------------------------------------------------------ artifacts
 CHECKPOINT_ARTIFACT = "checkpoint"  # the best checkpoint is logged as checkpoint/checkpoint.pt
 MODEL_ARTIFACT = "model"

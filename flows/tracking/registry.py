@@ -1,10 +1,11 @@
 """MLflow Model Registry: ``reskd-<dataset>`` with the aliases ``champion`` and ``challenger``.
 
-A new student becomes ``champion`` only if it beats the current champion on the same evaluation split
-(same dataset fingerprint and split); otherwise it is the ``challenger``. The split is the report split
-(:func:`reskd_core.evaluate.report_split`: the test split, else validation) the student's accuracy was
-measured on. When the champion was measured on another split, it is re-evaluated on this one first, so the
-comparison is always like for like.
+The registered model is the video model (:mod:`flows.tracking.pyfunc`): it takes mp4 bytes or URIs and
+returns labels. A new student becomes ``champion`` only if it beats the current champion on the same
+evaluation split (same dataset fingerprint and split); otherwise it is the ``challenger``. The split is
+the report split (:func:`reskd_core.evaluate.report_split`: the test split, else validation) the
+student's accuracy was measured on. When the champion was measured on another split, it is re-evaluated
+on this one first, so the comparison is always like for like.
 """
 
 from __future__ import annotations
@@ -67,14 +68,25 @@ def primary_accuracy(metrics: dict, cfg: Config) -> float:
     return float(metrics["mAP"] if cfg.data.multi_label else metrics["top1"])
 
 
+def _video_model(cfg: Config, row: ResultRow) -> str:
+    """The model to register for ``row``: the video model (:mod:`flows.tracking.pyfunc`) of its checkpoint,
+    logged on its run; without a run or checkpoint, its logged (logits) model."""
+    if row.run_id and row.checkpoint:
+        from flows.tracking.pyfunc import log_video_model
+
+        return log_video_model(cfg, row.run_id, row.checkpoint)
+    return row.extra.get("model_uri") or f"runs:/{row.run_id}/model"
+
+
 def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: str) -> dict:
-    """Register ``row``'s logged model and give it ``champion`` or ``challenger``; returns what was done."""
+    """Register the video model of ``row``'s checkpoint and give it ``champion`` or ``challenger``;
+    returns what was done."""
     import mlflow
 
     client = client_for(cfg.tracking.uri)
     name = model_name(cfg.pipeline.dataset)
     eval_key = f"{fingerprint}:{eval_split(cfg, row, shards_uri)}"
-    model_uri = row.extra.get("model_uri") or f"runs:/{row.run_id}/model"
+    model_uri = _video_model(cfg, row)
     current = _champion(client, name)
     current_acc = champion_accuracy(client, current, eval_key, cfg, shards_uri) if current else None
 
@@ -105,3 +117,19 @@ def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: 
     )
     log.info("registered %s v%s as %s (%s)", name, version.version, alias, reason)
     return {"name": name, "version": str(version.version), "alias": alias, "reason": reason}
+
+
+def model_version(uri: str, tracking_uri: str) -> str:
+    """What a model URI names, pinned: ``models:/NAME@ALIAS`` and ``models:/NAME/V`` as ``NAME/V`` (the
+    version the alias points at now), anything else (``runs:/...``, a file) as it is."""
+    if not uri.startswith("models:/"):
+        return uri
+    ref = uri[len("models:/") :].strip("/")
+    if ref.startswith("m-"):
+        return uri
+    client = client_for(tracking_uri)
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return f"{name}/{client.get_model_version_by_alias(name, alias).version}"
+    name, _, version = ref.partition("/")
+    return f"{name}/{client.get_model_version(name, version).version}"

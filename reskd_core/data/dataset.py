@@ -19,12 +19,11 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-import torchvision.io
 from torch.utils.data import IterableDataset, get_worker_info
 
 from reskd_core.config import DataConfig
 from reskd_core.data import storage
-from reskd_core.data.sampling import dense_indices, tsn_indices
+from reskd_core.data.preprocess import clip_indices, jpeg_frames
 from reskd_core.data.shards import read_manifest, split_shards
 from reskd_core.data.transforms import eval_transform, train_transform
 
@@ -183,19 +182,11 @@ class ClipDataset(IterableDataset):
         files[uri] = (pq.ParquetFile(fh), fh)
         return files[uri][0]
 
-    def _indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        d = self.data
-        if d.sampling == "dense":
-            return dense_indices(n, d.num_segments, d.frame_interval, self.train, rng)
-        return tsn_indices(n, d.num_segments, self.train, rng)
-
     def _item(self, row: dict, rng: np.random.Generator) -> dict:
         jpegs = row["frames"]
-        idx = self._indices(len(jpegs), rng)
-        unique, inverse = np.unique(idx, return_inverse=True)  # decode a repeated frame once
-        data = [torch.frombuffer(bytearray(jpegs[int(i)].as_py()), dtype=torch.uint8) for i in unique]
-        decoded = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB)
-        frames = torch.stack([decoded[i] for i in inverse.reshape(-1).tolist()])
+        d = self.data
+        idx = clip_indices(len(jpegs), d.sampling, d.num_segments, d.frame_interval, self.train, rng)
+        frames = jpeg_frames(jpegs, idx)
         if self.train:
             clip = train_transform(frames, self.resolution, self.data.scales, self.data.flip, rng)
         else:

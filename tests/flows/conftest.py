@@ -29,22 +29,3 @@ def local_ray_cleanup():
 
         ray.shutdown()
         ray_train._ray_address.clear()
-
-
-@pytest.fixture(scope="module")
-def restore_mlflow_uri():
-    """Put MLflow's global tracking URI and MLFLOW_TRACKING_URI back after the module: registering a model
-    or logging one in this process sets both (``mlflow.set_tracking_uri`` exports the variable), which
-    would point later tests' configs and subprocesses at this module's store."""
-    import os
-
-    import mlflow
-    from mlflow.tracking._tracking_service import utils
-
-    env, uri = os.environ.get("MLFLOW_TRACKING_URI"), utils._tracking_uri
-    yield
-    mlflow.set_tracking_uri(uri)
-    if env is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = env

@@ -198,6 +198,27 @@ def test_best_student_registered_as_champion(first_run, tracking):
     }
 
 
+def test_registered_champion_labels_videos(first_run, workdir, tracking, monkeypatch):
+    """The registered version is the video model: MLflow loads it and it labels an mp4; ``reskd predict``
+    with the ``models:/`` URI prints the labels."""
+    import mlflow
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    video = sorted((workdir / "demo" / "videos").glob("*.mp4"))[0]
+    mlflow.set_tracking_uri(tracking)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    [row] = model.predict(pd.DataFrame({"uri": [str(video)]})).to_dict("records")
+    assert row["label"].startswith("letter-") and len(row["labels"]) == 4 and row["error"] is None
+    monkeypatch.chdir(video.parent)  # a short name: the table is as wide as the terminal
+    args = ["--model", f"models:/{MODEL}@champion", "--top-k", "1", "--set", f"tracking.uri={tracking}"]
+    result = CliRunner().invoke(app, ["predict", video.name, *args])
+    assert result.exit_code == 0, result.output
+    assert video.name in result.output and f"{row['label']} {row['score']:.3f}" in result.output
+
+
 @pytest.mark.slow
 def test_rerun_skips_extraction_and_training(first_run, second_run, tracking):
     states = task_states(second_run.flow_run_id)
