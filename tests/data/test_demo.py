@@ -1,8 +1,5 @@
-"""The demo data: deterministic real mp4 files, three disjoint splits, no colour shortcut.
-
-(A test that one small model trained at full resolution beats itself at a quarter of it was tried and
-does not hold on this data: 80.4 vs 82.9 test top-1 for tsn_tiny at 112 vs 32 px with the demo recipe,
-seed 0; docs/data.md.)"""
+"""The demo data: deterministic real mp4 files, three disjoint splits, no colour shortcut (the
+full-vs-quarter resolution check is in test_demo_resolution.py)."""
 
 from __future__ import annotations
 
