@@ -214,7 +214,10 @@ def serving(server: PrefectServer, root: Path, **env: str) -> Iterator[Served]:
     finally:
         stop(proc, timeout=30)
     log = (root / "serve.log").read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    # Ray Train's placement-group cleaner thread fails when other Ray instances run on the machine (a
+    # shared test host): its traceback is Ray's, not the service's
+    ours = [ln for ln in log.splitlines() if "Traceback" in ln and "(PlacementGroupCleaner" not in ln]
+    assert not ours, log[-3000:]
 
 
 # ---------------------------------------------------------------- what a pipeline run left in MLflow
