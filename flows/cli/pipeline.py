@@ -60,7 +60,7 @@ def demo(override: SetOption = None) -> None:
 
 
 def serve(landing_uri: LandingOption = "landing", watch_interval: WatchOption = 60) -> None:
-    """Serve the reskd/full, reskd/study and reskd-landing/watch deployments from this process."""
+    """Serve the reskd/full, reskd-retrain/registered, reskd/study and reskd-landing/watch deployments."""
     from flows.deployments import serve as serve_deployments
 
     serve_deployments(landing_uri, watch_interval)
