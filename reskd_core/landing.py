@@ -44,7 +44,7 @@ def _uri(path: str, landing_uri: str) -> str:
 def ready_datasets(landing_uri: str) -> list[LandedDataset]:
     """Every ready dataset under ``landing_uri``, sorted by name."""
     fs, root = url_to_fs(landing_uri)
-    fs.invalidate_cache(root)
+    fs.invalidate_cache()  # all of it: listings of the folders below are cached too
     if not fs.exists(root):
         # A new landing location is empty, not an error (on S3 an empty prefix does not "exist"); a local
         # one is created so users see where to drop datasets. A missing bucket is a real mistake.
