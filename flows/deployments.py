@@ -1,6 +1,7 @@
-"""The deployments: ``reskd/full`` (cron retraining, inactive by default; runs on dataset arrival),
-``reskd-landing/watch`` (scans the landing location and announces new datasets), ``reskd/study``
-(the ablation study behind docs/results.md; run on demand) and ``reskd/predict`` (batch inference).
+"""The deployments: ``reskd/full`` (one dataset; runs on dataset arrival), ``reskd-retrain/registered``
+(cron retraining of every registered dataset, inactive by default), ``reskd-landing/watch`` (scans the
+landing location and announces new datasets), ``reskd/study`` (the ablation study behind
+docs/results.md; run on demand) and ``reskd/predict`` (batch inference).
 
 ``reskd serve`` serves them all from one process; ``reskd deploy --pool NAME`` registers them on a work
 pool for workers (``prefect worker start --pool NAME``).
@@ -16,10 +17,12 @@ from prefect.schedules import Cron
 from flows.full import full
 from flows.landing import EVENT, watch_landing
 from flows.predict import predict
+from flows.retrain import retrain_registered
 from flows.study import study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00 UTC; switch on with `prefect deployment schedule resume`
+RETRAIN_DEPLOYMENT = "reskd-retrain/registered"
 
 
 def retrain_trigger() -> DeploymentEventTrigger:
@@ -29,13 +32,18 @@ def retrain_trigger() -> DeploymentEventTrigger:
         description="New dataset in the landing location -> retrain on it",
         expect={EVENT},
         match={"prefect.resource.id": "reskd.dataset.*"},
-        parameters={"dataset_uri": "{{ event.payload.dataset_uri }}"},
+        parameters={
+            "dataset_uri": "{{ event.payload.dataset_uri }}",
+            "dataset_name": "{{ event.payload.name }}",
+            "dataset_version": "{{ event.payload.version }}",
+        },
     )
 
 
 # key -> (flow, its entrypoint for a work pool's workers)
 FLOWS = {
     "full": (full, "flows/full.py:full"),
+    "retrain": (retrain_registered, "flows/retrain.py:retrain_registered"),
     "study": (study, "flows/study.py:study"),
     "watch": (watch_landing, "flows/landing.py:watch_landing"),
     "predict": (predict, "flows/predict.py:predict"),
@@ -47,11 +55,20 @@ def deployment_kwargs(landing_uri: str, watch_interval_s: int) -> dict[str, dict
     return {
         "full": dict(
             name="full",
-            schedules=[Cron(RETRAIN_CRON, timezone="UTC", active=False)],
             triggers=[retrain_trigger()],
             description=(
                 "ResKD pipeline: extract -> teacher -> students per resolution -> evaluate -> registry. "
-                "No parameters: the demo dataset with the tiny CPU recipe."
+                "A dataset_uri trains with its dataset.yaml's recipe; no parameters: the demo dataset "
+                "with the tiny CPU recipe."
+            ),
+            tags=["reskd"],
+        ),
+        "retrain": dict(
+            name="registered",
+            schedules=[Cron(RETRAIN_CRON, timezone="UTC", active=False)],
+            description=(
+                "Retrain the latest version of every registered dataset (or the named ones), each with "
+                "its own recipe: one reskd/full run each. Cron inactive until resumed."
             ),
             tags=["reskd"],
         ),

@@ -19,9 +19,10 @@ from prefect.runtime import deployment, flow_run
 from flows import datasets, tracking
 from flows.caching import retry_on_transient, stage_key
 from flows.run_config import build_config, updated
-from flows.tracking import registry
+from flows.tracking import catalog, promotion, registry
 from reskd_core.config import Config, ExtractConfig
 from reskd_core.data import layout, storage
+from reskd_core.dataset_spec import DEFAULT_RECIPE
 from reskd_core.report import (
     ResultRow,
     Summary,
@@ -135,9 +136,15 @@ def evaluate_stage(cfg: Config, trained: dict, role: str, shards_uri: str) -> Re
 
 @task(name="summary")
 def summary_stage(
-    cfg: Config, rows: list[ResultRow], parent_run_id: str | None, fingerprint: str, shards_uri: str
+    cfg: Config,
+    rows: list[ResultRow],
+    parent_run_id: str | None,
+    fingerprint: str,
+    shards_uri: str,
+    dataset_uri: str | None,
 ) -> dict:
-    """Results table + accuracy-vs-GFLOPs plot to MLflow and Prefect; register the selected student."""
+    """Results table + accuracy-vs-GFLOPs plot to MLflow and Prefect; promote and register the selected
+    student (``dataset_uri`` None: the demo data, which the scheduled retraining does not know)."""
     summary: Summary = summarize(rows, cfg.pipeline.max_accuracy_drop)
     metric = "mAP" if cfg.data.multi_label else "top-1"
     table = markdown_table(summary, metric, cfg.data.val_split)
@@ -156,8 +163,38 @@ def summary_stage(
     )
     registered = None
     if summary.selected is not None:
-        registered = registry.register_student(cfg, summary.selected, fingerprint, shards_uri)
+        registered = promote(cfg, summary.selected, parent_run_id, fingerprint, shards_uri, dataset_uri)
     return {"table": table, "summary": summary.as_dict(), "registered": registered}
+
+
+def promote(
+    cfg: Config,
+    row: ResultRow,
+    parent_run_id: str | None,
+    fingerprint: str,
+    shards_uri: str,
+    dataset_uri: str | None,
+) -> dict:
+    """Challenger vs champion on the fixed test set (both evaluated now), the verdict to MLflow and a
+    Prefect artifact, then the registration; records the dataset for the scheduled retraining."""
+    test_set = promotion.fixed_test_set(cfg, shards_uri)
+    verdict = promotion.decide(cfg, row, test_set)
+    promotion.log_verdict(parent_run_id, cfg.tracking.uri, verdict)
+    create_markdown_artifact(
+        markdown=verdict.markdown(),
+        key=f"reskd-promotion-{slug(cfg.pipeline.dataset)}",
+        description="champion vs challenger on the fixed test set",
+    )
+    registered = registry.register_student(cfg, row, fingerprint, shards_uri, verdict)
+    catalog.record(
+        cfg.tracking.uri,
+        verdict.model,
+        (test_set.shards, test_set.split),
+        cfg.pipeline.dataset,
+        dataset_uri,
+        cfg.pipeline.dataset_version,
+    )
+    return registered | {"test_set": f"{test_set.shards}#{test_set.split}"}
 
 
 def extracted(cfg: Config, dataset_uri: str, parent_run_id: str) -> tuple[Config, dict, str]:
@@ -192,12 +229,25 @@ def run_cached(stage: Any, artifact: Any, *args: Any) -> dict:
 
 
 def resolve_config(
-    config: Config | None, recipe: str, overrides: list[str] | None, tracking_uri: str | None
+    config: Config | None,
+    recipe: str | None,
+    overrides: list[str] | None,
+    tracking_uri: str | None,
+    dataset_uri: str | None = None,
+    values: dict[str, Any] | None = None,
 ) -> Config:
-    """The run's config from the flow's parameters, built once: the given model, else the recipe file;
-    then ``overrides`` and the tracking URI; local paths pinned (:func:`flows.run_config.build_config`)."""
-    values = {"tracking.uri": tracking_uri} if tracking_uri else None
-    return build_config(recipe if config is None else config, overrides, values)
+    """The run's config from the flow's parameters, built once: the given model, else the recipe (None:
+    the dataset's ``dataset.yaml`` recipe, else ``demo_cpu``) with the dataset's overrides; then
+    ``overrides``, ``values`` and the tracking URI; local paths pinned
+    (:func:`flows.run_config.build_config`)."""
+    typed = {k: v for k, v in (values or {}).items() if v} | (
+        {"tracking.uri": tracking_uri} if tracking_uri else {}
+    )
+    if config is not None:
+        return build_config(config, overrides, typed)
+    if dataset_uri is None:
+        return build_config(recipe or DEFAULT_RECIPE, overrides, typed)
+    return build_config(recipe, overrides, typed, dataset_uri=dataset_uri)
 
 
 @flow(name="reskd")
@@ -205,25 +255,33 @@ def full(
     config: Config | None = None,
     dataset_uri: str | None = None,
     tracking_uri: str | None = None,
-    recipe: str = "demo_cpu",
+    recipe: str | None = None,
     overrides: list[str] | None = None,
+    dataset_name: str | None = None,
+    dataset_version: str | None = None,
 ) -> dict:
     """Run the whole ResKD pipeline on one dataset.
 
     The CLI hands over a built ``config``; a deployment run (``prefect deployment run reskd/full --param
-    ...``) gives ``recipe`` and ``overrides`` instead. Either way the config is built here once, and the
-    stages below take it as it is.
+    ...``, the landing trigger, the scheduled retraining) gives ``recipe`` and ``overrides`` instead, on
+    top of the dataset's ``dataset.yaml``. Either way the config is built here once, and the stages below
+    take it as it is.
 
     Args:
         config: the whole configuration (validated); None takes ``recipe`` plus ``overrides``.
         dataset_uri: a folder (local or s3://) holding ``annotations`` + videos, or ready shards with a
             ``manifest.json``. None: the demo dataset, generated if missing.
         tracking_uri: MLflow tracking URI (overrides ``config.tracking.uri``).
-        recipe: a recipe name under configs/ or a YAML path, used when ``config`` is None.
+        recipe: a recipe name under configs/ or a YAML path, used when ``config`` is None; None: the
+            dataset's ``dataset.yaml`` recipe, else ``demo_cpu``.
         overrides: ``key.path=value`` settings applied on top.
+        dataset_name: the dataset's name (``pipeline.dataset``; the landing layout's ``<name>``).
+        dataset_version: its version (``pipeline.dataset_version``; the layout's ``<version>``).
     """
     log = get_run_logger()
-    cfg = resolve_config(config, recipe, overrides, tracking_uri)
+    named_as = {"pipeline.dataset": dataset_name, "pipeline.dataset_version": dataset_version}
+    cfg = resolve_config(config, recipe, overrides, tracking_uri, dataset_uri, named_as)
+    given_uri = dataset_uri
     if dataset_uri is None:
         dataset_uri = make_demo_data(cfg)
     cfg = datasets.named(cfg, dataset_uri)
@@ -233,6 +291,7 @@ def full(
             "prefect.flow_run_id": str(flow_run.id or ""),
             "prefect.deployment": deployment.name or "local",
             "reskd.dataset_uri": dataset_uri,
+            "reskd.dataset_version": cfg.pipeline.dataset_version or "",
         },
     )
     try:
@@ -269,7 +328,7 @@ def full(
                 )
                 rows.append(evaluate_stage(s_cfg, trained, "student", info["shards_uri"]))
 
-        result = summary_stage(cfg, rows, parent, fingerprint, info["shards_uri"])
+        result = summary_stage(cfg, rows, parent, fingerprint, info["shards_uri"], given_uri)
         log.info("summary:\n%s", result["table"])
         tracking.end_parent_run(parent, "FINISHED", cfg.tracking.uri)
         return result

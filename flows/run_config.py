@@ -10,19 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from reskd_core.config import Config, load_config, pin_paths, recipe_path, set_path, with_overrides
+from reskd_core.dataset_spec import dataset_config, read_spec
 
 
 def build_config(
     source: Config | str | Path | None,
     overrides: list[str] | None = None,
     values: dict[str, Any] | None = None,
+    dataset_uri: str | None = None,
 ) -> Config:
     """The run's config: ``source`` (a config as it is, a recipe name or YAML path, None for the
     defaults), then ``key.path=value`` ``overrides``, then typed ``values`` (``{'tracking.uri': uri}``),
-    with local paths pinned (:func:`~reskd_core.config.pin_paths`). Raises ``ValueError`` naming the
-    file or field (a pydantic ``ValidationError`` for a bad value)."""
+    with local paths pinned (:func:`~reskd_core.config.pin_paths`). With ``dataset_uri`` (and no built
+    config), its ``dataset.yaml`` comes in between: its recipe unless ``source`` names one (else
+    ``demo_cpu``), its overrides, name, version and test set (:mod:`reskd_core.dataset_spec`). Raises
+    ``ValueError`` naming the file or field (a pydantic ``ValidationError`` for a bad value)."""
     if isinstance(source, Config):
         cfg = with_overrides(source, overrides or [])
+    elif dataset_uri is not None:
+        recipe = None if source is None else str(source)
+        cfg = dataset_config(dataset_uri, read_spec(dataset_uri), recipe, overrides)
     else:
         cfg = load_config(recipe_path(source) if source is not None else None, overrides)
     return pin_paths(updated(cfg, values or {}))

@@ -191,6 +191,10 @@ class PipelineConfig(_Strict):
         description="dataset name: the registered model is reskd-<dataset>; None: the dataset folder's name "
         "(demo for the generated demo data)",
     )
+    dataset_version: str | None = Field(None, description="the version (dataset.yaml or landing/<name>/<v>/)")
+    test_set: str | None = Field(
+        None, description="shards promotion compares on (their report split); None: pinned from version 1"
+    )
     resolutions: list[int] = Field(default_factory=lambda: [112, 96, 72, 56])
     kd_methods: list[KDMethod] = Field(default_factory=lambda: ["pixel_mse"])
     baseline: bool = Field(True, description="also train each resolution without KD")

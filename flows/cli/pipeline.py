@@ -60,7 +60,8 @@ def demo(override: SetOption = None) -> None:
 
 
 def serve(landing_uri: LandingOption = "landing", watch_interval: WatchOption = 60) -> None:
-    """Serve the reskd/full, reskd/study, reskd/predict and reskd-landing/watch deployments from here."""
+    """Serve the reskd/full, reskd-retrain/registered, reskd/study, reskd/predict and reskd-landing/watch
+    deployments from here."""
     from flows.deployments import serve as serve_deployments
 
     serve_deployments(landing_uri, watch_interval)

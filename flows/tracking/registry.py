@@ -1,16 +1,15 @@
 """MLflow Model Registry: ``reskd-<dataset>`` with the aliases ``champion`` and ``challenger``.
 
 The registered model is the video model (:mod:`flows.tracking.pyfunc`): it takes mp4 bytes or URIs and
-returns labels. A new student becomes ``champion`` only if it beats the current champion on the same
-evaluation split (same dataset fingerprint and split); otherwise it is the ``challenger``. The split is
-the report split (:func:`reskd_core.evaluate.report_split`: the test split, else validation) the
-student's accuracy was measured on. When the champion was measured on another split, it is re-evaluated
-on this one first, so the comparison is always like for like.
+returns labels. A new student becomes ``champion`` only if :mod:`flows.tracking.promotion` says so (it beats the current
+champion on the dataset's fixed test set, both evaluated in the same run); otherwise it is the
+``challenger``.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -18,6 +17,9 @@ from mlflow.tracking import MlflowClient
 from flows.tracking.client import client_for, resolve_uri
 from reskd_core.config import Config
 from reskd_core.report import ResultRow
+
+if TYPE_CHECKING:
+    from flows.tracking.promotion import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +31,12 @@ def model_name(dataset: str) -> str:
     return "reskd-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset.lower())
 
 
-def _champion(client: MlflowClient, name: str):
+def champion(client: MlflowClient, name: str):
+    """The version holding ``champion``, None when there is none."""
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
-
-
-def champion_accuracy(
-    client: MlflowClient, version, eval_key: str, cfg: Config, shards_uri: str
-) -> float | None:
-    """The champion's accuracy on ``eval_key`` (``fingerprint:split``): its recorded tag, or a fresh
-    evaluation of its checkpoint on that split."""
-    tags = version.tags or {}
-    if tags.get("reskd.eval_key") == eval_key and "reskd.accuracy" in tags:
-        return float(tags["reskd.accuracy"])
-    checkpoint = tags.get("reskd.checkpoint")
-    if not checkpoint:
-        return None
-    from reskd_core.evaluate import evaluate_checkpoint
-
-    metrics = evaluate_checkpoint(checkpoint, shards_uri, eval_key.rsplit(":", 1)[1], cfg)
-    return primary_accuracy(metrics, cfg)
 
 
 def eval_split(cfg: Config, row: ResultRow, shards_uri: str) -> str:
@@ -63,11 +49,6 @@ def eval_split(cfg: Config, row: ResultRow, shards_uri: str) -> str:
     return report_split(cfg, read_manifest(shards_uri).get("splits", {}))
 
 
-def primary_accuracy(metrics: dict, cfg: Config) -> float:
-    """top-1 for single-label data, mAP for multi-label data (both in percent)."""
-    return float(metrics["mAP"] if cfg.data.multi_label else metrics["top1"])
-
-
 def _video_model(cfg: Config, row: ResultRow) -> str:
     """The model to register for ``row``: the video model (:mod:`flows.tracking.pyfunc`) of its checkpoint,
     logged on its run; without a run or checkpoint, its logged (logits) model."""
@@ -78,8 +59,10 @@ def _video_model(cfg: Config, row: ResultRow) -> str:
     return row.extra.get("model_uri") or f"runs:/{row.run_id}/model"
 
 
-def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: str) -> dict:
-    """Register the video model of ``row``'s checkpoint and give it ``champion`` or ``challenger``;
+def register_student(
+    cfg: Config, row: ResultRow, fingerprint: str, shards_uri: str, verdict: Verdict
+) -> dict:
+    """Register the video model of ``row``'s checkpoint and give it ``champion`` or ``challenger`` as ``verdict`` decided;
     returns what was done."""
     import mlflow
 
@@ -87,8 +70,6 @@ def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: 
     name = model_name(cfg.pipeline.dataset)
     eval_key = f"{fingerprint}:{eval_split(cfg, row, shards_uri)}"
     model_uri = _video_model(cfg, row)
-    current = _champion(client, name)
-    current_acc = champion_accuracy(client, current, eval_key, cfg, shards_uri) if current else None
 
     mlflow.set_tracking_uri(resolve_uri(cfg.tracking.uri))  # register_model has only the fluent API
     version = mlflow.register_model(
@@ -102,19 +83,14 @@ def register_student(cfg: Config, row: ResultRow, fingerprint: str, shards_uri: 
             "reskd.kd": row.kd,
             "reskd.checkpoint": row.checkpoint or "",
             "reskd.run_id": row.run_id or "",
+            "reskd.dataset_version": cfg.pipeline.dataset_version or "",
+            "reskd.test_set": f"{verdict.test_set.shards}#{verdict.test_set.split}",
+            "reskd.test_accuracy": f"{verdict.challenger.accuracy:.4f}",
         },
     )
-    # a champion that cannot be measured on this split is not displaced blindly
-    wins = current is None or (current_acc is not None and row.accuracy > current_acc)
-    alias = CHAMPION if wins else CHALLENGER
+    alias = CHAMPION if verdict.promote else CHALLENGER
     client.set_registered_model_alias(name, alias, version.version)
-    reason = (
-        "no champion yet"
-        if current is None
-        else f"{row.accuracy:.2f} vs champion v{current.version} {current_acc:.2f} on {eval_key}"
-        if current_acc is not None
-        else "champion could not be evaluated on this split"
-    )
+    reason = verdict.reason
     log.info("registered %s v%s as %s (%s)", name, version.version, alias, reason)
     return {"name": name, "version": str(version.version), "alias": alias, "reason": reason}
 

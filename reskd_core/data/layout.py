@@ -5,7 +5,8 @@ A dataset given to the pipeline is a folder (local or ``s3://``) holding either
 * extracted shards: ``manifest.json`` plus the Parquet files, used as they are; or
 * videos and annotations: by default the recipe's file names inside that folder (the demo layout:
   ``annotations.txt``, ``videos/``, ``classes.txt``); an optional ``dataset.yaml`` inside it sets any
-  ``extract`` field (format, annotations, video_root, labels_file, split, ...), paths relative to the folder.
+  ``extract`` field (format, annotations, video_root, labels_file, split, ...), paths relative to the folder
+  (:mod:`reskd_core.dataset_spec`).
 
 The fingerprint names the dataset's content without decoding it: the manifest's content hash for
 shards; for videos a hash of the annotation and label files' bytes and of the video listing (path, size).
@@ -17,14 +18,14 @@ import hashlib
 import logging
 import posixpath
 
-import yaml
+from pydantic import ValidationError
 
 from reskd_core.config import Config, ExtractConfig
 from reskd_core.data import shards, storage
+from reskd_core.dataset_spec import one_line, read_spec
 
 log = logging.getLogger(__name__)
 
-DATASET_FILE = "dataset.yaml"
 _PATH_FIELDS = ("annotations", "video_root", "labels_file")
 
 
@@ -38,23 +39,15 @@ def extract_config_for(cfg: Config, dataset_uri: str) -> ExtractConfig:
     for name in _PATH_FIELDS:
         if fields.get(name):
             fields[name] = posixpath.basename(str(fields[name]).rstrip("/"))
-    spec_uri = storage.join(dataset_uri, DATASET_FILE)
-    if storage.exists(spec_uri):
-        try:
-            spec = yaml.safe_load(storage.read_text(spec_uri)) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{spec_uri} is not valid YAML: {e}") from None
-        if not isinstance(spec, dict):
-            raise ValueError(f"{spec_uri} must hold a mapping of extract settings")
-        fields.update(spec)
+    fields.update(read_spec(dataset_uri).extract)
     for name in _PATH_FIELDS:
         value = fields.get(name)
         if value and "://" not in str(value) and not str(value).startswith("/"):
             fields[name] = storage.join(dataset_uri, str(value))
     try:
         return ExtractConfig.model_validate(fields)
-    except ValueError as e:
-        raise ValueError(f"extract settings for {dataset_uri} are invalid: {e}") from None
+    except ValidationError as e:
+        raise ValueError(one_line(f"extract settings for {dataset_uri} are invalid", e)) from None
 
 
 def fingerprint(dataset_uri: str, extract_cfg: ExtractConfig | None = None) -> str:

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,41 @@ def start_prefect_server(root: Path, timeout: float = 180) -> PrefectServer:
         stop(proc)
         raise
     return PrefectServer(api, root, proc)
+
+
+@dataclass
+class Served:
+    root: Path
+    landing: Path
+    full_id: str
+    watch_id: str
+
+
+@contextmanager
+def serving(server: PrefectServer, root: Path, **env: str) -> Iterator[Served]:
+    """``reskd serve`` (a subprocess, working directory ``root``, landing folder ``root/landing``) until
+    the block ends; its log must hold no traceback."""
+    landing = root / "landing"
+    landing.mkdir(exist_ok=True)
+    cmd = [str(BIN / "reskd"), "serve", "--landing-uri", str(landing), "--watch-interval", "3600"]
+    proc = spawn(cmd, root / "serve.log", server.env(**env), root)
+    try:
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"reskd serve exited:\n{(root / 'serve.log').read_text()[-3000:]}")
+            full, watch = server.deployment("reskd/full"), server.deployment("reskd-landing/watch")
+            return (full, watch) if full and watch else None
+
+        full, watch = wait_for("reskd serve to register its deployments", ready, timeout=180)
+        yield Served(root, landing, full["id"], watch["id"])
+    finally:
+        stop(proc, timeout=30)
+    log = (root / "serve.log").read_text(errors="replace")
+    # Ray Train's placement-group cleaner thread fails when other Ray instances run on the machine (a
+    # shared test host): its traceback is Ray's, not the service's
+    ours = [ln for ln in log.splitlines() if "Traceback" in ln and "(PlacementGroupCleaner" not in ln]
+    assert not ours, log[-3000:]
 
 
 # ---------------------------------------------------------------- what a pipeline run left in MLflow

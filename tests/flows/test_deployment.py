@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.flows.helpers import (
-    BIN,
     PrefectServer,
+    Served,
     alias_version,
     check_pipeline_run,
     model_versions,
     pipeline_runs,
-    spawn,
+    serving,
     tiny_overrides,
     wait_for,
 )
-from tests.support.processes import stop
 
 pytestmark = pytest.mark.slow
 
@@ -31,39 +28,11 @@ DATASET = "tinydeploy"
 MODEL = f"reskd-{DATASET}"
 
 
-@dataclass
-class Served:
-    root: Path
-    landing: Path
-    full_id: str
-    watch_id: str
-
-
 @pytest.fixture(scope="module")
-def served(prefect_server: PrefectServer, tmp_path_factory):
+def served(prefect_server: PrefectServer, tmp_path_factory) -> Served:
     """``reskd serve`` running against the server (from its own working directory)."""
-    root = tmp_path_factory.mktemp("served")
-    landing = root / "landing"
-    landing.mkdir()
-    cmd = [str(BIN / "reskd"), "serve", "--landing-uri", str(landing), "--watch-interval", "3600"]
-    proc = spawn(cmd, root / "serve.log", prefect_server.env(), root)
-    try:
-
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError(f"reskd serve exited:\n{(root / 'serve.log').read_text()[-3000:]}")
-            full, watch = (
-                prefect_server.deployment("reskd/full"),
-                prefect_server.deployment("reskd-landing/watch"),
-            )
-            return (full, watch) if full and watch else None
-
-        full, watch = wait_for("reskd serve to register its deployments", ready, timeout=180)
-        yield Served(root, landing, full["id"], watch["id"])
-    finally:
-        stop(proc, timeout=30)
-    log = (root / "serve.log").read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    with serving(prefect_server, tmp_path_factory.mktemp("served")) as s:
+        yield s
 
 
 def deployment_run(server: PrefectServer, served: Served, *params: str, timeout: int = 900) -> dict:
@@ -104,13 +73,17 @@ def second(first, prefect_server, served, mlflow_server) -> dict:
 def test_deployments_are_declared(prefect_server, served):
     full = prefect_server.deployment("reskd/full")
     # no parameters stored: a bare `prefect deployment run reskd/full` takes the flow's defaults, which
-    # are the demo dataset (dataset_uri None) with the tiny CPU recipe
+    # are the demo dataset (dataset_uri None) with the tiny CPU recipe (recipe None: the dataset's, or
+    # demo_cpu); no schedule: the cron retrains the registered datasets (reskd-retrain/registered)
     assert full["parameters"] == {}
     props = full["parameter_openapi_schema"]["properties"]
-    assert props["recipe"]["default"] == "demo_cpu"
+    assert props["recipe"]["default"] is None
     assert props["dataset_uri"]["default"] is None and props["overrides"]["default"] is None
     assert "Config" in full["parameter_openapi_schema"]["definitions"]  # the config model, validated
-    [schedule] = full["schedules"]
+    assert full["schedules"] == []
+    retrain = prefect_server.deployment("reskd-retrain/registered")
+    assert retrain["parameters"] == {}
+    [schedule] = retrain["schedules"]
     assert schedule["schedule"]["cron"] == "0 3 * * 1" and schedule["active"] is False
 
     watch = prefect_server.deployment("reskd-landing/watch")
@@ -122,31 +95,39 @@ def test_deployments_are_declared(prefect_server, served):
     assert automation["trigger"]["expect"] == ["reskd.dataset.arrived"]
     [action] = automation["actions"]
     assert action["type"] == "run-deployment" and action["deployment_id"] == served.full_id
-    assert action["parameters"] == {"dataset_uri": "{{ event.payload.dataset_uri }}"}
+    assert action["parameters"] == {
+        "dataset_uri": "{{ event.payload.dataset_uri }}",
+        "dataset_name": "{{ event.payload.name }}",
+        "dataset_version": "{{ event.payload.version }}",
+    }
 
 
 def test_cron_schedule_can_be_switched_on(prefect_server, served):
     """The documented commands: list the schedule, resume it; the server then plans retraining runs."""
-    listed = prefect_server.cli("deployment", "schedule", "ls", "reskd/full")
+    name = "reskd-retrain/registered"
+    retrain_id = prefect_server.deployment(name)["id"]
+    listed = prefect_server.cli("deployment", "schedule", "ls", name)
     assert listed.returncode == 0, listed.stderr
-    [schedule] = prefect_server.deployment("reskd/full")["schedules"]
+    [schedule] = prefect_server.deployment(name)["schedules"]
     assert schedule["id"][:8] in listed.stdout
-    resumed = prefect_server.cli("deployment", "schedule", "resume", "reskd/full", schedule["id"])
+    resumed = prefect_server.cli("deployment", "schedule", "resume", name, schedule["id"])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     try:
-        assert prefect_server.deployment("reskd/full")["schedules"][0]["active"] is True
+        assert prefect_server.deployment(name)["schedules"][0]["active"] is True
 
         def planned():
-            runs = prefect_server.flow_runs(served.full_id)
+            runs = prefect_server.flow_runs(retrain_id)
             return [r for r in runs if r["state"]["type"] == "SCHEDULED" and r["auto_scheduled"]]
 
         runs = wait_for("the scheduler to plan cron runs", planned, timeout=90, every=2)
         for r in runs:  # Mondays at 03:00 UTC
             assert r["expected_start_time"][11:16] == "03:00", r["expected_start_time"]
     finally:
-        paused = prefect_server.cli("deployment", "schedule", "pause", "reskd/full", schedule["id"])
+        paused = prefect_server.cli("deployment", "schedule", "pause", name, schedule["id"])
         assert paused.returncode == 0, paused.stdout + paused.stderr
-    assert prefect_server.deployment("reskd/full")["schedules"][0]["active"] is False
+    assert prefect_server.deployment(name)["schedules"][0]["active"] is False
+    # the cron plans the retraining flow, never a bare (demo) run of reskd/full
+    assert not any(r["auto_scheduled"] for r in prefect_server.flow_runs(served.full_id))
 
 
 def test_deployment_run_completes(first, served, prefect_server, mlflow_server):
@@ -171,15 +152,9 @@ def test_mlflow_server_has_parent_child_runs_and_champion(first, served, mlflow_
     assert versions[0].tags["reskd.kd"] + "@" + versions[0].tags["reskd.resolution"] == selected
 
 
-def test_second_registration_is_challenger_unless_it_wins(
-    second, prefect_server, mlflow_server, served, restore_mlflow_uri
-):
-    """The rerun hits the cache, registers the same student again: not better, so ``challenger``. A
-    student that beats the champion on the same split takes ``champion``; a worse one stays challenger."""
-    from flows.full import resolve_config
-    from flows.tracking.registry import register_student
-    from reskd_core.report import ResultRow
-
+def test_second_registration_is_challenger_unless_it_wins(second, prefect_server, mlflow_server):
+    """The rerun hits the cache and registers the same student again: evaluated beside the champion on
+    the pinned test set in the same run it ties, so it is ``challenger``."""
     states = prefect_server.final_task_states(second["id"])
     assert states["extract"] == ["Cached"] and states["teacher"] == ["Cached"]
     assert states["student"] == ["Cached", "Cached"]
@@ -187,34 +162,14 @@ def test_second_registration_is_challenger_unless_it_wins(
     assert [str(v.version) for v in model_versions(client, MODEL)] == ["1", "2"]
     assert alias_version(client, MODEL, "champion") == "1"
     assert alias_version(client, MODEL, "challenger") == "2"
-
-    v2 = client.get_model_version(MODEL, "2")
-    cfg = resolve_config(None, "demo_cpu", tiny_overrides(served.root, DATASET), mlflow_server)
-    fingerprint, split = v2.tags["reskd.eval_key"].rsplit(":", 1)
-    assert split == cfg.data.test_split  # the split the accuracy is reported on, not the one choosing epochs
-    champion_acc = float(client.get_model_version(MODEL, "1").tags["reskd.accuracy"])
-
-    def row(accuracy: float) -> ResultRow:
-        return ResultRow(
-            role="student",
-            model="tsn_tiny",
-            resolution=int(v2.tags["reskd.resolution"]),
-            kd=v2.tags["reskd.kd"],
-            accuracy=accuracy,
-            gflops=float(v2.tags["reskd.gflops"]),
-            run_id=v2.run_id,
-            checkpoint=v2.tags["reskd.checkpoint"],
-            extra={"model_uri": v2.source},
-            split=split,
-        )
-
-    worse = register_student(cfg, row(champion_acc - 1.0), fingerprint, "unused: the champion's tag is used")
-    assert worse["alias"] == "challenger" and worse["version"] == "3"
-    better = register_student(cfg, row(champion_acc + 1.0), fingerprint, "unused")
-    assert better["alias"] == "champion" and better["version"] == "4"
-    assert f"vs champion v1 {champion_acc:.2f}" in better["reason"]
-    assert alias_version(client, MODEL, "champion") == "4"
-    assert alias_version(client, MODEL, "challenger") == "3"
+    v1, v2 = model_versions(client, MODEL)
+    assert v1.tags["reskd.test_set"] == v2.tags["reskd.test_set"]  # pinned by the first version
+    assert v1.tags["reskd.test_set"].endswith("#test")
+    assert client.get_registered_model(MODEL).tags["reskd.test_split"] == "test"
+    [parent] = [p for p in pipeline_runs(client) if p.data.tags["prefect.flow_run_id"] == second["id"]]
+    assert parent.data.tags["reskd.promotion"] == "kept"
+    metrics = parent.data.metrics
+    assert metrics["promotion_challenger_accuracy"] == metrics["promotion_champion_accuracy"]
 
 
 def test_landing_watch_runs_on_demand(served, prefect_server, first):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reskd_core.landing import LEDGER, LandedDataset, mark_picked, new_datasets, ready_datasets
+from reskd_core.landing import LEDGER, LandedDataset, checked, mark_picked, new_datasets, ready_datasets
 
 
 def _drop_local(root, name: str, marker: str | None) -> None:
@@ -31,8 +31,8 @@ def test_local_landing_ready_half_copied_and_picked_once(tmp_path):
 
     fresh = new_datasets(str(landing))
     assert fresh == [
-        LandedDataset(str(landing / "a-shards"), "shards"),
-        LandedDataset(str(landing / "b-videos"), "videos"),
+        LandedDataset(str(landing / "a-shards"), "shards", "a-shards"),
+        LandedDataset(str(landing / "b-videos"), "videos", "b-videos"),
     ]
     mark_picked(str(landing), fresh)
     assert new_datasets(str(landing)) == []
@@ -41,9 +41,65 @@ def test_local_landing_ready_half_copied_and_picked_once(tmp_path):
     assert ledger[str(landing / "a-shards")]["kind"] == "shards"
 
     (landing / "c-half-copied" / "_READY").write_text("")  # the upload finished
-    assert new_datasets(str(landing)) == [LandedDataset(str(landing / "c-half-copied"), "videos")]
+    assert new_datasets(str(landing)) == [
+        LandedDataset(str(landing / "c-half-copied"), "videos", "c-half-copied")
+    ]
     # the ledger's own folder is never a dataset
     assert str(landing / ".reskd") not in [d.uri for d in ready_datasets(str(landing))]
+
+
+def test_versions_of_a_named_dataset(tmp_path):
+    """``landing/<name>/<version>/``: each ready version is one dataset; dataset.yaml may rename both."""
+    landing = tmp_path / "landing"
+    _drop_local(landing / "clips", "v1", "_READY")
+    _drop_local(landing / "clips", "v2", None)  # still uploading
+    _drop_local(landing, "renamed", "_READY")
+    (landing / "renamed" / "dataset.yaml").write_text("name: clips\nversion: 2026-02\n")
+    fresh = new_datasets(str(landing))
+    assert fresh == [
+        LandedDataset(str(landing / "clips" / "v1"), "videos", "clips", "v1"),
+        LandedDataset(str(landing / "renamed"), "videos", "renamed"),
+    ]
+    assert [checked(d) for d in fresh] == [
+        fresh[0],
+        LandedDataset(str(landing / "renamed"), "videos", "clips", "2026-02"),
+    ]
+    mark_picked(str(landing), fresh[:1])
+    (landing / "clips" / "v2" / "_READY").write_text("")
+    assert [d.uri for d in new_datasets(str(landing))] == [
+        str(landing / "clips" / "v2"),
+        str(landing / "renamed"),
+    ]
+    ledger = json.loads((landing / LEDGER).read_text())
+    assert ledger[str(landing / "clips" / "v1")] | {"picked_at": ""} == {
+        "picked_at": "",
+        "kind": "videos",
+        "name": "clips",
+        "version": "v1",
+    }
+
+
+def test_bad_dataset_yaml_is_rejected_not_seen_reason_visible(tmp_path):
+    """The watcher flow (in Prefect's test harness): a bad dataset.yaml is not announced and not marked
+    seen; its reason is a ``reskd.dataset.rejected`` event and a markdown artifact; once fixed, it is."""
+    from prefect.artifacts import Artifact
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.landing import REJECTED_ARTIFACT, watch_landing
+
+    landing = tmp_path / "landing"
+    _drop_local(landing, "bad", "_READY")
+    _drop_local(landing, "good", "_READY")
+    (landing / "bad" / "dataset.yaml").write_text("recipe: demo_cpu\noverrides: {optim.lr: -1}\n")
+    with prefect_test_harness(server_startup_timeout=180):
+        assert watch_landing(str(landing)) == [str(landing / "good")]
+        assert str(landing / "bad") not in json.loads((landing / LEDGER).read_text())
+        artifact = Artifact.get(REJECTED_ARTIFACT)
+        assert artifact is not None
+        assert f"{landing / 'bad'}/dataset.yaml" in artifact.data and "optim.lr" in artifact.data
+        assert watch_landing(str(landing)) == []  # rejected again, still not seen
+        (landing / "bad" / "dataset.yaml").write_text("recipe: demo_cpu\noverrides: {optim.lr: 0.01}\n")
+        assert watch_landing(str(landing)) == [str(landing / "bad")]
 
 
 def test_corrupt_ledger_names_the_file(tmp_path):
@@ -67,14 +123,14 @@ def test_s3_landing_prefix(s3_bucket):
 
     fresh = new_datasets(landing)
     assert fresh == [
-        LandedDataset(f"{landing}/ds-ready", "videos"),
-        LandedDataset(f"{landing}/ds-shards", "shards"),
+        LandedDataset(f"{landing}/ds-ready", "videos", "ds-ready"),
+        LandedDataset(f"{landing}/ds-shards", "shards", "ds-shards"),
     ]
     mark_picked(landing, fresh)
     assert new_datasets(landing) == []
     assert json.loads(fs.cat(f"{s3_bucket}/landing/{LEDGER}")).keys() == {d.uri for d in fresh}
     fs.pipe(f"{s3_bucket}/landing/ds-uploading/_READY", b"")
-    assert new_datasets(landing) == [LandedDataset(f"{landing}/ds-uploading", "videos")]
+    assert new_datasets(landing) == [LandedDataset(f"{landing}/ds-uploading", "videos", "ds-uploading")]
 
 
 def test_s3_landing_in_a_missing_bucket_is_an_error(s3_env):

@@ -87,30 +87,54 @@ def test_dataset_arrival_starts_one_run_per_ready_dataset(prefect_server, deploy
     shards = landing / "shards-2026-01"
     shutil.copytree(demo_shards, shards)
     half = make_demo_dataset(landing / "clips-uploading", classes=2, videos_per_class=1, size=32, frames=4)
+    version = make_demo_dataset(landing / "named" / "v7", classes=2, videos_per_class=1, size=32, frames=4)
+    (version / "_READY").write_text("")
+    broken = make_demo_dataset(landing / "broken", classes=2, videos_per_class=1, size=32, frames=4)
+    (broken / "dataset.yaml").write_text("recipe: demo_cpu\noverrides: {kd.method: magic}\n")
+    (broken / "_READY").write_text("")
 
-    assert scan(prefect_server, landing) == [str(videos), str(shards)]  # sorted by name
-    runs = wait_triggered(prefect_server, deployed["id"], 2)
-    assert runs == Counter({str(videos): 1, str(shards): 1}), runs
+    assert scan(prefect_server, landing) == [str(videos), str(version), str(shards)]  # sorted by name
+    runs = wait_triggered(prefect_server, deployed["id"], 3)
+    assert runs == Counter({str(videos): 1, str(shards): 1, str(version): 1}), runs
+    names = {}
     for run in prefect_server.flow_runs(deployed["id"]):
         assert run["state"]["type"] == "SCHEDULED"  # no worker on the pool: nothing executes
         assert run["work_pool_name"] == POOL
         assert run["created_by"]["type"] == "AUTOMATION"
+        p = run["parameters"]
+        names[p["dataset_uri"]] = (p["dataset_name"], p["dataset_version"])
+    assert names == {
+        str(videos): ("clips-2026-01", ""),
+        str(shards): ("shards-2026-01", ""),
+        str(version): ("named", "v7"),
+    }
 
     def announced():  # the server stores events in batches, after its automations have seen them
         events = prefect_server.api(
             "events/filter", {"filter": {"event": {"name": ["reskd.dataset.arrived"]}}, "limit": 50}
         )["events"]
         uris = sorted(e["payload"]["dataset_uri"] for e in events)
-        return uris if len(uris) >= 2 else None
+        return uris if len(uris) >= 3 else None
 
     stored = wait_for("the stored events", announced, timeout=60)
-    assert stored == sorted([str(shards), str(videos)])
+    assert stored == sorted([str(shards), str(videos), str(version)])
+
+    def rejected():  # the bad dataset.yaml: no run, its reason in an event
+        return prefect_server.api(
+            "events/filter", {"filter": {"event": {"name": ["reskd.dataset.rejected"]}}, "limit": 50}
+        )["events"]
+
+    [event, *_] = wait_for("the rejection event", rejected, timeout=60)
+    assert event["payload"]["dataset_uri"] == str(broken)
+    assert (
+        f"{broken}/dataset.yaml" in event["payload"]["reason"] and "kd.method" in event["payload"]["reason"]
+    )
 
     # the upload finishes: its marker appears; the next scan announces it and only it
     (half / "_READY").write_text("")
     assert scan(prefect_server, landing) == [str(half)]
-    runs = wait_triggered(prefect_server, deployed["id"], 3)
-    assert runs == Counter({str(videos): 1, str(shards): 1, str(half): 1}), runs
+    runs = wait_triggered(prefect_server, deployed["id"], 4)
+    assert runs == Counter({str(videos): 1, str(shards): 1, str(version): 1, str(half): 1}), runs
 
     # nothing new: a scan announces nothing, and no run appears
     assert scan(prefect_server, landing) == []
