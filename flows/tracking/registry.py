@@ -1,9 +1,9 @@
 """MLflow Model Registry: ``reskd-<dataset>`` with the aliases ``champion`` and ``challenger``.
 
 The registered model is the video model (:mod:`flows.tracking.pyfunc`): it takes mp4 bytes or URIs and
-returns labels. A new student becomes ``champion`` only if :mod:`flows.tracking.promotion` says so (it beats the current
-champion on the dataset's fixed test set, both evaluated in the same run); otherwise it is the
-``challenger``.
+returns labels. A new student becomes ``champion`` only if :mod:`flows.tracking.promotion` says so (it
+beats the current champion on the dataset's fixed test set, both evaluated in the same run); otherwise
+it is the ``challenger``.
 """
 
 from __future__ import annotations
