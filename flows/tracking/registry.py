@@ -62,8 +62,8 @@ def _video_model(cfg: Config, row: ResultRow) -> str:
 def register_student(
     cfg: Config, row: ResultRow, fingerprint: str, shards_uri: str, verdict: Verdict
 ) -> dict:
-    """Register the video model of ``row``'s checkpoint and give it ``champion`` or ``challenger`` as ``verdict`` decided;
-    returns what was done."""
+    """Register the video model of ``row``'s checkpoint and give it ``champion`` or ``challenger`` as
+    ``verdict`` decided; returns what was done."""
     import mlflow
 
     client = client_for(cfg.tracking.uri)
