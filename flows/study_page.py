@@ -113,6 +113,7 @@ def render_study(
             dataset=info,
             val_split=cfg.data.val_split,
             report_split=split,
+            stride_model=cfg.study.stride_model,
             **meta,
         )
         text = render_page(page, arms, comparisons, records, flops, _json(THROUGHPUT_JSON), _json(GPU_JSON))

@@ -4,7 +4,9 @@ hand-written per run), the caveats of the study's size, and which arms did not f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+from reskd_core.study.arms import Arm
 from reskd_core.study.plan import Comparison
 from reskd_core.study.stats import TRAIN_ACCURACY, Record, Stat, arm_stat, paired_delta
 
@@ -136,3 +138,68 @@ def reskd_helped(comparisons: list[Comparison], records: dict[str, dict[int, Rec
         if d.n and wins == d.n and d.mean > 0:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the demo data and recipe are meant to show, checked in every seed on the reported split:
+    the teacher learns the data, and ResKD beats no KD by a margin at half and at a quarter of the
+    teacher's resolution (the latter with the (1, 1, 2, 2)-stride student)."""
+
+    teacher_min: float = 85.0
+    half_gain: float = 5.0
+    quarter_gain: float = 10.0
+
+
+def _pair(arms: list[Arm], model: str, resolution: int, teacher: str) -> tuple[str, str] | None:
+    """``(pixel_mse arm, its no-KD baseline)`` of ``model`` at ``resolution`` from ``teacher``."""
+    keys = {a.key for a in arms}
+    kd = Arm(model, resolution, kd="pixel_mse", teacher=teacher).key
+    base = Arm(model, resolution).key
+    return (kd, base) if {kd, base} <= keys else None
+
+
+def target_lines(
+    arms: list[Arm], records: dict[str, dict[int, Record]], stride_model: str, targets: Targets = Targets()
+) -> list[str]:
+    """One line a target: met or missed, with the per-seed numbers it was judged on."""
+    teacher = next((a for a in arms if a.role == "teacher"), None)
+    if teacher is None:
+        return []
+
+    def seeds(values: list[float], fmt: str) -> str:
+        return ", ".join(format(v, fmt) for v in values) or "no finished seed"
+
+    runs = records.get(teacher.key, {})
+    accs = [runs[s].accuracy for s in sorted(runs)]
+    met = bool(accs) and min(accs) >= targets.teacher_min
+    out = [
+        f"teacher `{teacher.key}` at least {targets.teacher_min:g} % in every seed: "
+        f"**{'met' if met else 'missed'}** ({seeds(accs, '.1f')})"
+    ]
+    half = teacher.resolution // 2
+    quarter = sorted(a.resolution for a in arms if a.model == stride_model and a.kd == "pixel_mse")
+    checks = [
+        (
+            f"at half the teacher's resolution ({half} px)",
+            _pair(arms, teacher.model, half, teacher.key),
+            targets.half_gain,
+        ),
+        (
+            f"at about a quarter ({quarter[0]} px) with `{stride_model}`" if quarter else "at a quarter",
+            _pair(arms, stride_model, quarter[0], teacher.key) if quarter else None,
+            targets.quarter_gain,
+        ),
+    ]
+    for where, pair, gain in checks:
+        if pair is None:
+            out.append(f"pixel_mse at least no KD + {gain:g} points {where}: not run")
+            continue
+        a, b = records.get(pair[0], {}), records.get(pair[1], {})
+        diffs = [a[s].accuracy - b[s].accuracy for s in sorted(set(a) & set(b))]
+        met = bool(diffs) and min(diffs) >= gain
+        out.append(
+            f"pixel_mse at least no KD + {gain:g} points {where}, every seed: "
+            f"**{'met' if met else 'missed'}** ({seeds(diffs, '+.1f')})"
+        )
+    return out

@@ -16,7 +16,7 @@ from reskd_core.study.efficiency import (
     gpu_markdown,
     throughput_markdown,
 )
-from reskd_core.study.findings import caveats, discussion, reskd_helped
+from reskd_core.study.findings import caveats, discussion, reskd_helped, target_lines
 from reskd_core.study.plan import Comparison
 from reskd_core.study.stats import KD_SHARE, TRAIN_ACCURACY, Record, Stat, arm_stat, by_arm, paired_delta
 
@@ -44,6 +44,7 @@ class PageInfo:
     quick: bool = False
     val_split: str = "val"  # selects each arm's best epoch
     report_split: str = "test"  # the tables' accuracy: the best epoch's model on it (val: no test split)
+    stride_model: str = "tsn_tiny_s"  # the (1, 1, 2, 2)-stride student of the quarter-resolution target
 
     def videos(self, split: str) -> int:
         """The number of videos in ``split`` of the dataset (0 when it has none)."""
@@ -164,6 +165,15 @@ def render_page(
         )
     ]
     h += ["", caveats(test_videos, train_videos, info.epochs, len(info.seeds), kd_helped), ""]
+    goals = target_lines(arms, recs, info.stride_model)
+    if goals:
+        h += [
+            "## Targets",
+            "",
+            f"What the demo data and recipe are meant to show, on the {info.report_split} split:",
+            "",
+        ]
+        h += [f"- {line}" for line in goals] + [""]
     if info.provenance:
         h += ["Provenance: " + " ".join(info.provenance), ""]
     if info.plots:

@@ -175,9 +175,11 @@ def test_summary_artifact_in_prefect(first_run):
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first_run.flow_run_id]))
         )
-    assert [a.key for a in artifacts] == ["reskd-summary-tinyflow"]
-    assert artifacts[0].type == "markdown"
-    assert first_run.result["table"] in artifacts[0].data
+    by_key = {a.key: a for a in artifacts}
+    assert sorted(by_key) == ["reskd-promotion-tinyflow", "reskd-summary-tinyflow"]
+    assert {a.type for a in artifacts} == {"markdown"}
+    assert first_run.result["table"] in by_key["reskd-summary-tinyflow"].data
+    assert "no champion yet" in by_key["reskd-promotion-tinyflow"].data  # the first version
 
 
 @pytest.mark.slow

@@ -134,3 +134,32 @@ def test_without_a_test_split_the_page_says_val_chose_and_reports():
     page = render_page(_info(dataset=dataset, report_split="val"), arms, comps, records, FLOPS, None)
     assert "best epoch on the val split (60 videos)" in page and "no test split" in page
     assert "180 train / 60 val videos" in page and "tested on 60" in page
+
+
+def test_targets_are_judged_on_every_seed():
+    from reskd_core.study.arms import Arm
+    from reskd_core.study.findings import target_lines
+    from reskd_core.study.stats import by_arm
+
+    t = "tsn_tiny@112"
+    arms = [
+        Arm("tsn_tiny", 112, role="teacher"),
+        Arm("tsn_tiny", 56),
+        Arm("tsn_tiny", 56, kd="pixel_mse", teacher=t),
+        Arm("tsn_tiny_s", 32),
+        Arm("tsn_tiny_s", 32, kd="pixel_mse", teacher=t),
+    ]
+    accs = {
+        t: [90.0, 86.0],
+        "tsn_tiny@56": [80.0, 80.0],
+        f"tsn_tiny@56+pixel_mse<{t}": [86.0, 85.0],  # +6, +5: met
+        "tsn_tiny_s@32": [70.0, 70.0],
+        f"tsn_tiny_s@32+pixel_mse<{t}": [90.0, 75.0],  # +20, +5: the mean passes, one seed does not
+    }
+    records = by_arm([Record(k, s, a) for k, v in accs.items() for s, a in enumerate(v)])
+    teacher, half, quarter = target_lines(arms, records, "tsn_tiny_s")
+    assert "**met** (90.0, 86.0)" in teacher
+    assert "(56 px)" in half and "**met** (+6.0, +5.0)" in half
+    assert "(32 px) with `tsn_tiny_s`" in quarter and "**missed** (+20.0, +5.0)" in quarter
+    records[t][1] = Record(t, 1, 84.0)
+    assert "**missed**" in target_lines(arms, records, "tsn_tiny_s")[0]
