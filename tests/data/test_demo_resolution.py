@@ -56,6 +56,7 @@ def test_full_resolution_beats_a_quarter_of_it(tmp_path):
             f"extract.video_root={root / 'videos'}",
             f"extract.labels_file={root / 'classes.txt'}",
             f"data.shards={shards}",
+            "student.name=tsn_tiny",  # the same network as the teacher (the recipe's students: tsn_tiny_s)
             "student.resolution=32",
             "kd.method=none",
         ],
