@@ -317,6 +317,17 @@ def recipe_path(name: str | Path) -> Path:
     return candidate
 
 
+def yaml_mapping(text: str, what: str) -> dict[str, Any]:
+    """``text`` parsed as a YAML mapping; a one-line ``ValueError`` naming ``what`` otherwise."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must hold a mapping at the top level")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML recipe (or the defaults when ``path`` is None) and apply ``a.b=value`` overrides.
 
@@ -327,13 +338,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text()
         except FileNotFoundError:
             raise ValueError(f"config file {path} does not exist") from None
-        except yaml.YAMLError as e:
-            raise ValueError(f"config file {path} is not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping at the top level")
+        data = yaml_mapping(text, f"config file {path}")
     apply_overrides(data, overrides or [])
     return Config.model_validate(data)
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from reskd_core.config import Config, ExtractConfig, apply_overrides, recipe_path, set_path
+from reskd_core.config import Config, ExtractConfig, apply_overrides, recipe_path, set_path, yaml_mapping
 from reskd_core.data import storage
 
 DATASET_FILE = "dataset.yaml"
@@ -123,14 +123,10 @@ def recipe_data(spec: DatasetSpec, dataset_uri: str, recipe: str | None = None) 
     beside = spec.recipe == name and recipe is None and name.endswith((".yaml", ".yml"))
     where = _beside(dataset_uri, name) if beside else str(recipe_path(name))
     try:
-        data = yaml.safe_load(storage.read_text(where)) or {}
+        text = storage.read_text(where)
     except FileNotFoundError:
         raise ValueError(f"{spec_uri(dataset_uri)}: recipe: {where} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"recipe {where} is not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"recipe {where} must hold a mapping at the top level")
-    return data, where
+    return yaml_mapping(text, f"recipe {where}"), where
 
 
 def dataset_config(
