@@ -171,7 +171,7 @@ def target_lines(
         return ", ".join(format(v, fmt) for v in values) or "no finished seed"
 
     runs = records.get(teacher.key, {})
-    accs = [runs[s].accuracy for s in sorted(runs)]
+    accs = [runs[s].accuracy for s in sorted(runs)]  # in seed order, as the pairs below
     met = bool(accs) and min(accs) >= targets.teacher_min
     out = [
         f"teacher `{teacher.key}` at least {targets.teacher_min:g} % in every seed: "
@@ -195,8 +195,7 @@ def target_lines(
         if pair is None:
             out.append(f"pixel_mse at least no KD + {gain:g} points {where}: not run")
             continue
-        a, b = records.get(pair[0], {}), records.get(pair[1], {})
-        diffs = [a[s].accuracy - b[s].accuracy for s in sorted(set(a) & set(b))]
+        diffs = list(paired_delta(records, *pair)[0].values)
         met = bool(diffs) and min(diffs) >= gain
         out.append(
             f"pixel_mse at least no KD + {gain:g} points {where}, every seed: "
