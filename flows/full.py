@@ -178,7 +178,7 @@ def promote(
     """Challenger vs champion on the fixed test set (both evaluated now), the verdict to MLflow and a
     Prefect artifact, then the registration; records the dataset for the scheduled retraining."""
     test_set = promotion.fixed_test_set(cfg, shards_uri)
-    verdict = promotion.decide(cfg, row, test_set)
+    verdict = promotion.decide(cfg, row, test_set, shards_uri)
     promotion.log_verdict(parent_run_id, cfg.tracking.uri, verdict)
     create_markdown_artifact(
         markdown=verdict.markdown(),

@@ -40,7 +40,13 @@ def evaluate_and_log(cfg: Config, trained: dict, role: str, shards_uri: str) -> 
     resolution; throughput is the one measured after training (measured here when missing).
     """
     from reskd_core.data.shards import read_manifest
-    from reskd_core.evaluate import evaluate_checkpoint, report_prefix, report_split, scalar_metrics
+    from reskd_core.evaluate import (
+        evaluate_checkpoint,
+        primary_metric,
+        report_prefix,
+        report_split,
+        scalar_metrics,
+    )
     from reskd_core.flops import flops_table
     from reskd_core.throughput import measure_throughput
 
@@ -61,7 +67,7 @@ def evaluate_and_log(cfg: Config, trained: dict, role: str, shards_uri: str) -> 
             iters=2,
             rounds=1,
         )[0]["videos_per_s"]
-    accuracy = float(metrics["mAP"] if cfg.data.multi_label else metrics["top1"])
+    accuracy = primary_metric(metrics, cfg.data.multi_label)
     row = ResultRow(
         role=role,
         model=model.name,

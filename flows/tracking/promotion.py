@@ -79,18 +79,19 @@ def fixed_test_set(cfg: Config, shards_uri: str) -> FixedTestSet:
 
 
 def _accuracy(checkpoint: str, test_set: FixedTestSet, cfg: Config) -> float:
-    from reskd_core.evaluate import evaluate_checkpoint
+    from reskd_core.evaluate import evaluate_checkpoint, primary_metric
 
     metrics = evaluate_checkpoint(checkpoint, test_set.shards, test_set.split, cfg)
-    return float(metrics["mAP"] if cfg.data.multi_label else metrics["top1"])
+    return primary_metric(metrics, cfg.data.multi_label)
 
 
-def decide(cfg: Config, row: ResultRow, test_set: FixedTestSet) -> Verdict:
-    """Evaluate the challenger ``row`` and the current champion on ``test_set`` and decide."""
+def decide(cfg: Config, row: ResultRow, test_set: FixedTestSet, shards_uri: str | None = None) -> Verdict:
+    """Evaluate the challenger ``row`` and the current champion on ``test_set`` and decide. ``row``'s own
+    accuracy is used when it was measured on that very set (``shards_uri``, its split: the first version)."""
     name = model_name(cfg.pipeline.dataset)
-    challenger = Contender(
-        row.label, _accuracy(row.checkpoint or "", test_set, cfg), row.gflops, row.checkpoint or ""
-    )
+    measured = (test_set.shards, test_set.split) == (shards_uri, row.split)
+    accuracy = row.accuracy if measured else _accuracy(row.checkpoint or "", test_set, cfg)
+    challenger = Contender(row.label, accuracy, row.gflops, row.checkpoint or "")
     current = champion(client_for(cfg.tracking.uri), name)
     if current is None:
         return Verdict(name, test_set, challenger, None, True, "no champion yet")
